@@ -1,0 +1,163 @@
+"""`shapjax.shapley`: Shapley values of any cooperative game, one compiled program."""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from shapjax.estimators import get_estimator
+from shapjax.estimators.partition import Tree, schedule
+from shapjax.games import auto_batch_size, evaluate, output_spec
+
+
+@struct.dataclass
+class ShapleyResult:
+    """Result of :func:`shapley` (a pytree).
+
+    Attributes:
+      values: ``[M]`` or ``[M, K]`` estimated values.
+      base_value: ``[]`` or ``[K]``, v(empty).
+      full_value: ``[]`` or ``[K]``, v(all players).
+      std: standard errors shaped like ``values`` where the estimator defines
+        them, else None.
+      n_evals: game evaluations actually spent (static).
+      method: the estimator's name (static).
+    """
+
+    values: jax.Array
+    base_value: jax.Array
+    full_value: jax.Array
+    std: Any
+    n_evals: int = struct.field(pytree_node=False, default=0)
+    method: str = struct.field(pytree_node=False, default="")
+
+
+def check_key(key, name: str = "key"):
+    """Raise a TypeError unless ``key`` is a JAX PRNG key (typed, or legacy uint32[2])."""
+    if key is None:
+        raise TypeError(f"{name} is required: pass a JAX PRNG key, e.g. jax.random.key(0)")
+    dt = getattr(key, "dtype", None)
+    if dt is not None and jnp.issubdtype(dt, jax.dtypes.prng_key):
+        return
+    if dt == jnp.uint32 and getattr(key, "shape", None) == (2,):
+        return
+    raise TypeError(
+        f"{name} must be a JAX PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)); "
+        f"got {type(key).__name__} with dtype {dt} and shape {getattr(key, 'shape', None)}"
+    )
+
+
+def check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= {minimum}; got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return int(value)
+
+
+def is_traced(x) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
+
+
+def run_design(est, key, n_players, n_evals, eval_fn, solve_active=None):
+    """Design, evaluate (empty and full first), solve: the non-adaptive pipeline for one game."""
+    d = est.design(key, n_players, n_evals)
+    M = n_players
+    Z = jnp.concatenate([jnp.zeros((1, M), bool), jnp.ones((1, M), bool), d.coalitions])
+    V = eval_fn(Z)
+    phi, std = est.solve(d, V[2:], V[0], V[1], solve_active)
+    return phi, std, V[0], V[1]
+
+
+@partial(jax.jit, static_argnames=("value_fn", "n_players", "method", "n_evals", "batch_size", "ks"))
+def _shapley_impl(key, tree, *, value_fn, n_players, method, n_evals, batch_size, ks):
+    est = get_estimator(method)
+    M = n_players
+    eval_fn = lambda Z: evaluate(value_fn, Z, batch_size=batch_size)  # noqa: E731
+    if M == 1:
+        V = eval_fn(jnp.array([[False], [True]]))
+        return (V[1] - V[0])[None], None, V[0], V[1]
+    if est.estimate is not None:
+        return est.estimate(key, eval_fn, M, n_evals, tree=tree, ks=ks)
+    return run_design(est, key, M, n_evals, eval_fn)
+
+
+def shapley(
+    value_fn: Callable[[jax.Array], jax.Array],
+    n_players: int,
+    *,
+    key,
+    method: str = "kernel",
+    n_evals: int = 2048,
+    batch_size: Optional[int] = None,
+    tree: Optional[Tree] = None,
+) -> ShapleyResult:
+    """Estimate the Shapley values of a cooperative game.
+
+    Args:
+      value_fn: JAX-traceable ``coalitions [N, M] bool -> [N]`` or ``[N, K]``
+        (True = player present). Evaluated in chunks of ``batch_size`` rows
+        inside one compiled program.
+      n_players: M, the number of players (>= 1).
+      key: JAX PRNG key; the same key gives the same result.
+      method: ``"exact"`` (2**M evaluations, M <= 20), ``"kernel"``
+        (KernelSHAP), ``"leverage"`` (Leverage SHAP), ``"permutation"``,
+        ``"antithetic"``, ``"stratified"``, ``"partition"`` (Owen values over
+        ``tree``), or the non-Shapley baselines ``"lime"`` and ``"occlusion"``.
+      n_evals: evaluation budget, the empty and full coalitions included
+        (ignored by ``exact`` and ``occlusion``).
+      batch_size: rows per model call; None picks one.
+      tree: for ``"partition"``, a :class:`~shapjax.estimators.partition.Tree`
+        (default: recursive halving of the players in index order).
+
+    Returns:
+      :class:`ShapleyResult`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, shapjax
+      >>> game = lambda z: z.astype(jnp.float32) @ jnp.arange(4.0)
+      >>> res = shapjax.shapley(game, 4, key=jax.random.key(0), method="exact")
+      >>> [round(float(v), 4) for v in res.values]
+      [0.0, 1.0, 2.0, 3.0]
+    """
+    check_key(key)
+    M = check_int(n_players, "n_players", 1)
+    est = get_estimator(method)
+    n_evals = check_int(n_evals, "n_evals", 1)
+    need = est.min_evals(M)
+    if n_evals < need:
+        raise ValueError(
+            f"n_evals={n_evals} is too small for method={method!r} with n_players={M}: "
+            f"it needs at least {need} evaluations (the empty and full coalitions included)"
+        )
+    if method == "exact":
+        est.design(None, M, n_evals)  # raises above the enumeration limit
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size", 1)
+    bs = batch_size or auto_batch_size(max(n_evals, 2**M if method == "exact" else 0), M)
+    scalar = output_spec(value_fn, M, min(bs, 8)) is None
+    ks = None
+    if method == "partition":
+        if tree is None:
+            from shapjax.estimators.partition import balanced_tree
+
+            tree = balanced_tree(M)
+        ks = tuple(schedule(M, n_evals, tree))
+    used = est.used_evals(M, n_evals, tree=tree) if M > 1 else 2
+    phi, std, v0, v1 = _shapley_impl(
+        key, tree, value_fn=value_fn, n_players=M, method=method, n_evals=n_evals, batch_size=bs, ks=ks
+    )
+    if scalar:
+        phi, v0, v1 = phi[:, 0], v0[0], v1[0]
+        std = None if std is None else std[:, 0]
+    res = ShapleyResult(phi, v0, v1, std, n_evals=int(used), method=method)
+    if not is_traced(phi) and not bool(jnp.all(jnp.isfinite(phi))):
+        raise ValueError(
+            "value_fn returned NaN or infinite values: the estimates are not finite "
+            f"(v(empty)={np.asarray(v0)}, v(all)={np.asarray(v1)})"
+        )
+    return res

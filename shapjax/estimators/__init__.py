@@ -1,0 +1,26 @@
+"""Shapley estimators (and the LIME / occlusion baselines) behind one protocol.
+
+See :mod:`shapjax.estimators.base` for the protocol.
+"""
+from shapjax.estimators import exact, kernel, leverage, lime, occlusion, partition, permutation
+from shapjax.estimators.base import Design, Estimator
+
+ESTIMATORS: dict[str, Estimator] = {
+    "exact": exact.ESTIMATOR,
+    "kernel": kernel.ESTIMATOR,
+    "leverage": leverage.ESTIMATOR,
+    **permutation.ESTIMATORS,
+    "partition": partition.ESTIMATOR,
+    "lime": lime.ESTIMATOR,
+    "occlusion": occlusion.ESTIMATOR,
+}
+
+
+def get_estimator(method: str) -> Estimator:
+    """The estimator registered as ``method``; a clear error lists the valid names."""
+    if not isinstance(method, str) or method not in ESTIMATORS:
+        raise ValueError(f"method={method!r} is not known; valid methods: {', '.join(sorted(ESTIMATORS))}")
+    return ESTIMATORS[method]
+
+
+__all__ = ["Design", "Estimator", "ESTIMATORS", "get_estimator"]

@@ -1,0 +1,55 @@
+"""The estimator protocol shared by every Shapley estimator.
+
+A non-adaptive estimator is two pure functions (blackjax-style low-level
+kernels under the thin :func:`shapjax.shapley` facade):
+
+* ``design(key, n_players, n_evals, **options) -> Design`` picks the
+  coalitions to evaluate (``[N, M]`` bool, the empty and full coalitions are
+  *not* included: the engine always evaluates those two itself) plus any
+  estimator-specific ``aux`` pytree (weights, permutations...).
+* ``solve(design, y, v_empty, v_full, active) -> (values [M, K], std [M, K] | None)``
+  turns the game values ``y [N, K]`` of those coalitions into estimates.
+
+Because the design does not depend on the game, one design can be shared by
+many games (a batch of images) and the regression factored once.
+
+Adaptive estimators (the Owen/partition explainer) instead provide
+``estimate(key, eval_fn, n_players, n_evals, **options)``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+
+
+class Design(NamedTuple):
+    """Coalitions to evaluate, ``[N, M]`` bool, and estimator-specific data."""
+
+    coalitions: jax.Array
+    aux: Any
+
+
+class Estimator(NamedTuple):
+    """A registered estimator.
+
+    Attributes:
+      name: method name used by :func:`shapjax.shapley`.
+      min_evals: ``M -> int``, the smallest budget (empty and full included).
+      design: see module docstring (None for adaptive estimators).
+      solve: see module docstring (None for adaptive estimators).
+      estimate: adaptive path (None for design/solve estimators).
+      efficient: whether values sum exactly to ``v(all) - v(empty)``.
+      shapley: whether the method estimates Shapley values (LIME and
+        occlusion do not).
+      used_evals: ``(M, n_evals, options) -> int``, evaluations actually spent.
+    """
+
+    name: str
+    min_evals: Callable[[int], int]
+    used_evals: Callable[..., int]
+    design: Optional[Callable] = None
+    solve: Optional[Callable] = None
+    estimate: Optional[Callable] = None
+    efficient: bool = True
+    shapley: bool = True

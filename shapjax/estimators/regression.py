@@ -1,0 +1,93 @@
+"""Shared pieces of the regression estimators (KernelSHAP, Leverage SHAP).
+
+Both draw a *design* made of an enumerated part (whole coalition sizes, exact
+kernel weight, no variance) and a sampled part made of complementary pairs
+``(z, 1 - z)`` grouped in strata; both solve the efficiency-constrained
+weighted least squares of :func:`kernels.wls.constrained_wls`.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from kernels.wls import constrained_wls
+
+
+class RegressionAux(NamedTuple):
+    """Per-row regression weights and the layout of the sampled pairs.
+
+    The first ``n_enum`` rows are enumerated; the rest come in pairs: rows
+    ``n_enum + 2j`` and ``n_enum + 2j + 1`` are a coalition and its complement.
+    """
+
+    weights: object  # [N] float32
+    n_enum: int
+    pair_strata: object  # [J] int32 stratum of each sampled pair
+    strata_fpc: object  # [S] float32 finite-population correction (1 - n/N) per stratum
+
+
+def size_groups(n_players: int):
+    """Pairs of complementary sizes ``(s, M - s)`` for ``s = 1..ceil((M-1)/2)`` (a middle size appears once)."""
+    M = int(n_players)
+    groups = []
+    for s in range(1, (M - 1) // 2 + 1 + (1 if M % 2 == 0 else 0)):
+        groups.append((s,) if s == M - s else (s, M - s))
+    return groups
+
+
+def group_count(n_players: int, group) -> int:
+    return sum(math.comb(int(n_players), s) for s in group)
+
+
+def solve(design, y, v_empty, v_full, active=None):
+    """Constrained WLS on ``y - v_empty`` plus stratified standard errors of the sampled pairs."""
+    Z = design.coalitions
+    aux: RegressionAux = design.aux
+    w = aux.weights
+    yc = y - v_empty[None, :]
+    total = v_full - v_empty
+    phi, G = constrained_wls(Z, w, yc, total, active=active)
+    n_enum = aux.n_enum
+    J = (Z.shape[0] - n_enum) // 2
+    if J < 2:
+        return phi, None
+    M = Z.shape[1]
+    ones = jnp.ones((M,), jnp.float32) if active is None else active.astype(jnp.float32)
+    Zs = Z[n_enum:].astype(jnp.float32) * ones[None, :]
+    z1, z2 = Zs[0::2], Zs[1::2]
+    y1, y2 = yc[n_enum:][0::2], yc[n_enum:][1::2]
+    w1, w2 = w[n_enum:][0::2], w[n_enum:][1::2]
+    g1 = z1 @ G.T  # G z for each pair member  [J, M]
+    g2 = z2 @ G.T
+    # q_j = w1 g1 (x) y1 + w2 g2 (x) y2, the pair's contribution to phi.
+    a, b = g1 * w1[:, None], g2 * w2[:, None]
+    S = aux.strata_fpc.shape[0]
+    onehot = (aux.pair_strata[:, None] == jnp.arange(S)[None, :]).astype(jnp.float32)  # [J, S]
+    n_s = onehot.sum(0)  # [S]
+    sum_q = jnp.einsum("js,jm,jk->smk", onehot, a, y1) + jnp.einsum("js,jm,jk->smk", onehot, b, y2)
+    sum_q2 = (
+        jnp.einsum("js,jm,jk->smk", onehot, a * a, y1 * y1)
+        + 2 * jnp.einsum("js,jm,jk->smk", onehot, a * b, y1 * y2)
+        + jnp.einsum("js,jm,jk->smk", onehot, b * b, y2 * y2)
+    )
+    n3 = n_s[:, None, None]
+    var_q = jnp.maximum(sum_q2 - sum_q**2 / jnp.maximum(n3, 1.0), 0.0) / jnp.maximum(n3 - 1.0, 1.0)
+    var_phi = jnp.sum(n3 * var_q * aux.strata_fpc[:, None, None], axis=0)
+    return phi, jnp.sqrt(var_phi)
+
+
+def enumerated_rows(n_players: int, groups, mass) -> tuple[np.ndarray, np.ndarray]:
+    """All coalitions of the sizes in ``groups`` with weight ``mass[s] / C(M, s)`` each."""
+    from shapjax.samplers import enumerate_size
+
+    M = int(n_players)
+    rows, weights = [np.zeros((0, M), bool)], [np.zeros((0,), np.float32)]
+    for g in groups:
+        for s in g:
+            Zs = enumerate_size(M, s)
+            rows.append(Zs)
+            weights.append(np.full(len(Zs), mass[s] / math.comb(M, s), np.float32))
+    return np.concatenate(rows), np.concatenate(weights)

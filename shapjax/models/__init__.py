@@ -1,0 +1,22 @@
+"""Image classifiers (flax linen) with Grad-CAM access, checkpoints and shipped weights.
+
+- :func:`small_cnn` (28x28 digits), :func:`resnet18` (32x32), :func:`resnet50`
+  (224x224): each returns a :class:`Classifier` with pure
+  ``apply(params, images) -> logits``, ``features(params, images) -> [B, h, w, F]``
+  and ``head(params, fmap) -> logits``.
+- :func:`pretrained` loads the shipped ``"mnist-cnn"`` and ``"planted-patch"``
+  models offline.
+- :func:`save_checkpoint` / :func:`load_checkpoint`: flax msgpack + JSON metadata.
+"""
+from .classifier import (ARCHITECTURES, Classifier, create, load_checkpoint, read_metadata,
+                         resnet18, resnet50, save_checkpoint, small_cnn)
+from .cnn import SmallCNN
+from .pretrained import available, metadata, pretrained
+from .resnet import ResNet, ResNet18, ResNet50
+
+__all__ = [
+    "ARCHITECTURES", "Classifier", "create", "small_cnn", "resnet18", "resnet50",
+    "save_checkpoint", "load_checkpoint", "read_metadata",
+    "pretrained", "available", "metadata",
+    "SmallCNN", "ResNet", "ResNet18", "ResNet50",
+]

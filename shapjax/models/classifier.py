@@ -1,0 +1,366 @@
+"""`Classifier`: a flax image classifier bundled with its variables and metadata.
+
+A :class:`Classifier` exposes the pure functions the rest of shapjax needs:
+
+- ``apply(params, images) -> logits``: ``[B, H, W, C]`` -> ``[B, K]``;
+- ``features(params, images) -> fmap``: the last convolutional feature map
+  ``[B, h, w, F]`` (what Grad-CAM weights);
+- ``head(params, fmap) -> logits`` with ``head(params, features(params, x)) ==
+  apply(params, x)``;
+
+and ``__call__(images)`` with its own variables closed over, which is the
+``model_fn`` that :func:`shapjax.explain` takes. ``params`` is the whole flax
+variables dict (``{"params": ...}`` plus ``{"batch_stats": ...}`` for
+BatchNorm models, whose running statistics are used at inference).
+
+Checkpoints are two files: ``NAME.msgpack`` (the variables, written with
+:func:`flax.serialization.to_bytes`) and ``NAME.json`` (architecture, classes,
+input shape and free-form training metadata). :func:`save_checkpoint` and
+:func:`load_checkpoint` write and read them; the shipped weights use the same
+format.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from .cnn import SmallCNN
+from .resnet import ResNet, ResNet18, ResNet50
+
+#: Architecture name -> module constructor; the JSON metadata stores the name
+#: and the keyword arguments, so a checkpoint can be rebuilt without code.
+ARCHITECTURES: Mapping[str, Callable[..., nn.Module]] = {
+    "small_cnn": SmallCNN,
+    "resnet": ResNet,
+    "resnet18": ResNet18,
+    "resnet50": ResNet50,
+}
+
+CHECKPOINT_FORMAT = "shapjax-classifier-v1"
+
+
+def _tuplify(x: Any) -> Any:
+    if isinstance(x, (list, tuple)):
+        return tuple(_tuplify(v) for v in x)
+    return x
+
+
+def _listify(x: Any) -> Any:
+    if isinstance(x, (list, tuple)):
+        return [_listify(v) for v in x]
+    return x
+
+
+def _shape_str(shape: Sequence[Any]) -> str:
+    return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+class Classifier:
+    """A flax image classifier with its variables, classes and input shape.
+
+    Args:
+      arch: architecture name, a key of :data:`ARCHITECTURES`.
+      arch_kwargs: keyword arguments of the architecture's constructor (must
+        include ``num_classes``; JSON-serialisable values).
+      params: the flax variables dict: ``{"params": ...}`` and, for BatchNorm
+        models, ``{"batch_stats": ...}``.
+      input_shape: ``(H, W, C)`` the model accepts.
+      class_names: one name per output logit.
+      name: optional display name (e.g. the pretrained model's name).
+
+    Instances are immutable and hash by identity, so bound methods such as
+    ``clf.apply`` can be passed as static arguments to :func:`jax.jit`.
+    """
+
+    def __init__(self, arch: str, arch_kwargs: Mapping[str, Any], params: Any, *,
+                 input_shape: Sequence[int], class_names: Sequence[str] | None = None,
+                 name: str = ""):
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"arch: unknown architecture {arch!r}; valid: {sorted(ARCHITECTURES)}")
+        kwargs = {k: _tuplify(v) for k, v in dict(arch_kwargs).items()}
+        if "num_classes" not in kwargs:
+            raise ValueError("arch_kwargs: must include 'num_classes'")
+        input_shape = tuple(int(s) for s in input_shape)
+        if len(input_shape) != 3 or min(input_shape) < 1:
+            raise ValueError(f"input_shape: expected (H, W, C) of positive ints, got {input_shape}")
+        num_classes = int(kwargs["num_classes"])
+        if class_names is None:
+            class_names = [str(i) for i in range(num_classes)]
+        class_names = tuple(str(c) for c in class_names)
+        if len(class_names) != num_classes:
+            raise ValueError(f"class_names: expected {num_classes} names (num_classes), got {len(class_names)}")
+        if not isinstance(params, Mapping) or "params" not in params:
+            raise TypeError("params: expected a flax variables dict with a 'params' entry "
+                            f"(and 'batch_stats' for BatchNorm models), got {type(params).__name__}")
+        object.__setattr__(self, "arch", arch)
+        object.__setattr__(self, "arch_kwargs", kwargs)
+        object.__setattr__(self, "module", ARCHITECTURES[arch](**kwargs))
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "input_shape", input_shape)
+        object.__setattr__(self, "class_names", list(class_names))
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "_jit", {})
+
+    def __setattr__(self, key, value):
+        raise AttributeError("Classifier is immutable; use .replace(params=...)")
+
+    def __repr__(self) -> str:
+        n = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(self.params.get("params", {})))
+        label = f"{self.name!r}, " if self.name else ""
+        return (f"Classifier({label}arch={self.arch!r}, input_shape={self.input_shape}, "
+                f"classes={len(self.class_names)}, params={n:,})")
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def has_batch_stats(self) -> bool:
+        return "batch_stats" in self.params
+
+    def replace(self, *, params: Any = None, class_names: Sequence[str] | None = None,
+                name: str | None = None) -> "Classifier":
+        """A copy with new variables / class names / name (same architecture)."""
+        return Classifier(self.arch, self.arch_kwargs, self.params if params is None else params,
+                          input_shape=self.input_shape,
+                          class_names=self.class_names if class_names is None else class_names,
+                          name=self.name if name is None else name)
+
+    def _check_images(self, images: Any, argname: str = "images") -> jax.Array:
+        shape = getattr(images, "shape", None)
+        dtype = getattr(images, "dtype", None)
+        if shape is None or dtype is None:
+            raise TypeError(f"{argname}: expected an array [B, {', '.join(map(str, self.input_shape))}], "
+                            f"got {type(images).__name__}")
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(f"{argname}: expected floating-point images in [0, 1], got dtype {dtype} "
+                            "(convert uint8 with images / 255.0)")
+        if len(shape) != 4 or tuple(shape[1:]) != self.input_shape:
+            raise ValueError(f"{argname}: this {self.arch} model expects images of shape "
+                             f"[B, {', '.join(map(str, self.input_shape))}] (NHWC), got {_shape_str(shape)}")
+        return jnp.asarray(images)
+
+    # ------------------------------------------------------------ pure maps
+    def apply(self, params: Any, images: jax.Array) -> jax.Array:
+        """Logits of the images: ``[B, H, W, C]`` in [0, 1] -> ``[B, K]`` (pure, jit-able).
+
+        BatchNorm layers use their running statistics (inference mode).
+        """
+        x = self._check_images(images)
+        return self.module.apply(params, x, train=False)
+
+    def features(self, params: Any, images: jax.Array) -> jax.Array:
+        """Last convolutional feature map: ``[B, H, W, C]`` -> ``[B, h, w, F]``."""
+        x = self._check_images(images)
+        return self.module.apply(params, x, train=False, method=self.module.features)
+
+    def head(self, params: Any, fmap: jax.Array) -> jax.Array:
+        """Logits from the feature map: ``[B, h, w, F]`` -> ``[B, K]``."""
+        expected = self.feature_shape
+        shape = getattr(fmap, "shape", None)
+        if shape is None or len(shape) != 4 or tuple(shape[1:]) != expected:
+            got = _shape_str(shape) if shape is not None else type(fmap).__name__
+            raise ValueError(f"fmap: expected a feature map [B, {', '.join(map(str, expected))}], got {got}")
+        return self.module.apply(params, fmap, method=self.module.head)
+
+    @property
+    def feature_shape(self) -> tuple[int, int, int]:
+        """``(h, w, F)`` of the map returned by :meth:`features`."""
+        if "feature_shape" not in self._jit:
+            out = jax.eval_shape(self.features, self.params,
+                                 jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32))
+            self._jit["feature_shape"] = tuple(int(s) for s in out.shape[1:])
+        return self._jit["feature_shape"]
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        """Logits ``[B, K]`` with this classifier's own variables (jitted)."""
+        self._check_images(images)
+        if "apply" not in self._jit:
+            self._jit["apply"] = jax.jit(self.apply)
+        return self._jit["apply"](self.params, images)
+
+    def predict_proba(self, images: jax.Array) -> jax.Array:
+        """Softmax probabilities ``[B, K]``."""
+        return jax.nn.softmax(self(images), axis=-1)
+
+    # --------------------------------------------------------------- metadata
+    def metadata(self) -> dict[str, Any]:
+        """JSON-serialisable description used by :func:`save_checkpoint`."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "name": self.name,
+            "architecture": self.arch,
+            "architecture_kwargs": {k: _listify(v) for k, v in self.arch_kwargs.items()},
+            "input_shape": list(self.input_shape),
+            "class_names": list(self.class_names),
+            "variables": sorted(self.params.keys()),
+        }
+
+
+def create(arch: str, key: jax.Array, *, input_shape: Sequence[int], num_classes: int | None = None,
+           class_names: Sequence[str] | None = None, name: str = "", **arch_kwargs: Any) -> Classifier:
+    """Initialise a :class:`Classifier` of architecture ``arch``.
+
+    Args:
+      arch: one of :data:`ARCHITECTURES` (``"small_cnn"``, ``"resnet18"``,
+        ``"resnet50"``, ``"resnet"``).
+      key: PRNG key for the initial weights.
+      input_shape: ``(H, W, C)``.
+      num_classes: number of logits (default: ``len(class_names)``).
+      class_names: one name per logit (default ``"0".."K-1"``).
+      **arch_kwargs: forwarded to the architecture (e.g. ``widths``, ``width``).
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"arch: unknown architecture {arch!r}; valid: {sorted(ARCHITECTURES)}")
+    if num_classes is None:
+        if class_names is None:
+            raise ValueError("num_classes: give num_classes or class_names")
+        num_classes = len(class_names)
+    kwargs = dict(arch_kwargs, num_classes=int(num_classes))
+    module = ARCHITECTURES[arch](**{k: _tuplify(v) for k, v in kwargs.items()})
+    input_shape = tuple(int(s) for s in input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape: expected (H, W, C), got {input_shape}")
+    variables = jax.jit(lambda k: module.init(k, jnp.zeros((1, *input_shape), jnp.float32)))(key)
+    variables = {k: v for k, v in variables.items()}
+    return Classifier(arch, kwargs, variables, input_shape=input_shape, class_names=class_names, name=name)
+
+
+def small_cnn(key: jax.Array, *, num_classes: int = 10, input_shape: Sequence[int] = (28, 28, 1),
+              widths: Sequence[int] = (32, 64, 64), hidden: int = 128,
+              class_names: Sequence[str] | None = None) -> Classifier:
+    """Small CNN for 28x28 digits (about 65k parameters with the default widths).
+
+    Args:
+      key: PRNG key for the initial weights.
+      num_classes: number of logits K.
+      input_shape: ``(H, W, C)``.
+      widths: 3x3 conv channels; all but the last followed by 2x2 max pooling.
+      hidden: hidden width of the head (0 for a linear head).
+    """
+    return create("small_cnn", key, input_shape=input_shape, num_classes=num_classes,
+                  class_names=class_names, widths=tuple(widths), hidden=hidden)
+
+
+def resnet18(key: jax.Array, *, num_classes: int = 10, input_shape: Sequence[int] = (32, 32, 3),
+             stem: str = "cifar", class_names: Sequence[str] | None = None) -> Classifier:
+    """ResNet-18 for 32x32 (CIFAR-10 shaped) images; 11.2M parameters with 10 classes."""
+    return create("resnet18", key, input_shape=input_shape, num_classes=num_classes,
+                  class_names=class_names, stem=stem)
+
+
+def resnet50(key: jax.Array, *, num_classes: int = 1000, input_shape: Sequence[int] = (224, 224, 3),
+             stem: str = "imagenet", class_names: Sequence[str] | None = None) -> Classifier:
+    """ResNet-50 for 224x224 (ImageNet shaped) images; 25.6M parameters with 1000 classes.
+
+    Initialising takes several seconds on a CPU (XLA compiles the initialiser).
+    """
+    return create("resnet50", key, input_shape=input_shape, num_classes=num_classes,
+                  class_names=class_names, stem=stem)
+
+
+# ------------------------------------------------------------------ checkpoints
+def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.suffix == ".json":
+        p = p.with_suffix(".msgpack")
+    elif p.suffix != ".msgpack":
+        p = p.with_name(p.name + ".msgpack")
+    return p, p.with_suffix(".json")
+
+
+def save_checkpoint(path: str | os.PathLike, classifier: Classifier, *,
+                    metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write ``PATH.msgpack`` (flax msgpack variables) and ``PATH.json`` (metadata).
+
+    Args:
+      path: destination; ``.msgpack`` is appended when missing.
+      classifier: the model to save.
+      metadata: extra JSON-serialisable entries (training command, data,
+        accuracy...) stored in the JSON file.
+
+    Returns:
+      The path of the ``.msgpack`` file.
+    """
+    if not isinstance(classifier, Classifier):
+        raise TypeError(f"classifier: expected a Classifier, got {type(classifier).__name__}")
+    weights, meta_path = _paths(path)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    meta = classifier.metadata()
+    if metadata:
+        meta.update({k: v for k, v in metadata.items() if k not in meta or k == "name"})
+    host = jax.tree_util.tree_map(np.asarray, classifier.params)
+    weights.write_bytes(serialization.to_bytes(host))
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+    return weights
+
+
+def _read_metadata(meta_path: Path) -> dict[str, Any]:
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"checkpoint metadata {meta_path} not found (a checkpoint is a "
+                                ".msgpack file with a .json file beside it)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"checkpoint metadata {meta_path} is not valid JSON: {e}") from None
+    missing = [k for k in ("architecture", "architecture_kwargs", "input_shape", "class_names") if k not in meta]
+    if missing:
+        raise ValueError(f"checkpoint metadata {meta_path} lacks {missing}")
+    return meta
+
+
+def classifier_from_bytes(meta: Mapping[str, Any], data: bytes, *, source: str = "checkpoint") -> Classifier:
+    """Rebuild a :class:`Classifier` from its metadata dict and msgpack bytes."""
+    arch = meta["architecture"]
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"{source}: unknown architecture {arch!r}; valid: {sorted(ARCHITECTURES)}")
+    kwargs = {k: _tuplify(v) for k, v in meta["architecture_kwargs"].items()}
+    module = ARCHITECTURES[arch](**kwargs)
+    input_shape = tuple(meta["input_shape"])
+    template = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1, *input_shape), jnp.float32)))
+    template = {k: v for k, v in template.items()}
+    try:
+        raw = serialization.msgpack_restore(data)
+    except Exception as e:  # msgpack raises several unrelated types on garbage
+        raise ValueError(f"{source}: not a valid flax msgpack checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(raw, dict) or "params" not in raw:
+        raise ValueError(f"{source}: not a flax variables checkpoint (no 'params' entry)")
+    try:
+        variables = serialization.from_state_dict(template, raw)
+    except Exception as e:
+        raise ValueError(f"{source}: weights do not match architecture {arch} {kwargs}: {e}") from None
+    for t, v in zip(jax.tree_util.tree_leaves(template), jax.tree_util.tree_leaves(variables)):
+        if tuple(t.shape) != tuple(np.shape(v)):
+            raise ValueError(f"{source}: weight of shape {np.shape(v)} where architecture {arch} "
+                             f"expects {tuple(t.shape)}")
+    variables = jax.tree_util.tree_map(lambda t, v: jnp.asarray(v, t.dtype), template, variables)
+    return Classifier(arch, kwargs, variables, input_shape=input_shape,
+                      class_names=meta["class_names"], name=meta.get("name", ""))
+
+
+def load_checkpoint(path: str | os.PathLike) -> Classifier:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+      FileNotFoundError: the ``.msgpack`` or ``.json`` file is missing.
+      ValueError: a file is corrupt or the weights do not fit the architecture.
+    """
+    weights, meta_path = _paths(path)
+    if not weights.is_file():
+        raise FileNotFoundError(f"checkpoint {weights} not found")
+    meta = _read_metadata(meta_path)
+    return classifier_from_bytes(meta, weights.read_bytes(), source=f"checkpoint {weights}")
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON metadata of a checkpoint."""
+    return _read_metadata(_paths(path)[1])
