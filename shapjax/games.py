@@ -10,7 +10,6 @@ test-suite and the accuracy benchmarks.
 """
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Callable
 
@@ -113,22 +112,23 @@ def random_network_game(key, n_players: int, *, n_outputs: int = 3, hidden: int 
 
 
 def brute_force_shapley(value_fn: ValueFn, n_players: int) -> np.ndarray:
-    """Shapley values by the textbook formula in float64 NumPy (independent of the estimators).
+    """Shapley values by the textbook formula, in float64 NumPy, independent of the estimators.
 
-    Returns ``[M]`` or ``[M, K]``. Only for small M (it loops over 2**M subsets).
+    Row ``r`` of the enumeration holds player ``j`` iff bit ``j`` of ``r`` is
+    set; for each player the pairs ``(S, S + i)`` are found by bit arithmetic
+    and weighted by ``|S|! (M - |S| - 1)! / M!``. Returns ``[M]`` or ``[M, K]``.
+    Only for small M (it evaluates all 2**M coalitions at once).
     """
     M = int(n_players)
-    Z = np.array(list(itertools.product([0, 1], repeat=M)), dtype=bool)
+    r = np.arange(2**M)
+    Z = ((r[:, None] >> np.arange(M)[None, :]) & 1).astype(bool)
     v = np.asarray(value_fn(jnp.asarray(Z)), dtype=np.float64)
-    index = {tuple(z): r for r, z in enumerate(Z)}
+    size = Z.sum(1)
+    fact = [math.factorial(k) for k in range(M + 1)]
     phi = np.zeros((M,) + v.shape[1:])
-    for r, z in enumerate(Z):
-        s = int(z.sum())
-        for i in range(M):
-            if z[i]:
-                continue
-            zi = z.copy()
-            zi[i] = True
-            w = math.factorial(s) * math.factorial(M - s - 1) / math.factorial(M)
-            phi[i] += w * (v[index[tuple(zi)]] - v[r])
+    for i in range(M):
+        without = r[~Z[:, i]]
+        w = np.array([fact[s] * fact[M - s - 1] / fact[M] for s in size[without]])
+        d = v[without | (1 << i)] - v[without]
+        phi[i] = np.tensordot(w, d, axes=1)
     return phi

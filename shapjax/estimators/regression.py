@@ -43,7 +43,13 @@ def group_count(n_players: int, group) -> int:
 
 
 def solve(design, y, v_empty, v_full, active=None):
-    """Constrained WLS on ``y - v_empty`` plus stratified standard errors of the sampled pairs."""
+    r"""Constrained WLS on ``y - v_empty`` plus stratified standard errors of the sampled pairs.
+
+    The standard errors linearise the closed-form solution around the
+    estimate: :math:`\hat\phi - \phi \approx G(\hat b - \hat A\hat\phi)`, a
+    sum of independent per-pair terms :math:`w\,z\,(y - z^\top\hat\phi)`, whose
+    (stratified) sample covariance gives the variance (Covert & Lee 2021).
+    """
     Z = design.coalitions
     aux: RegressionAux = design.aux
     w = aux.weights
@@ -58,7 +64,10 @@ def solve(design, y, v_empty, v_full, active=None):
     ones = jnp.ones((M,), jnp.float32) if active is None else active.astype(jnp.float32)
     Zs = Z[n_enum:].astype(jnp.float32) * ones[None, :]
     z1, z2 = Zs[0::2], Zs[1::2]
-    y1, y2 = yc[n_enum:][0::2], yc[n_enum:][1::2]
+    # Delta method: phi_hat - phi ~= G (b_hat - A_hat phi), a sum over pairs of
+    # w z (y - z.phi): residuals, not raw targets, carry the sampling error.
+    resid = yc[n_enum:] - Zs @ phi
+    y1, y2 = resid[0::2], resid[1::2]
     w1, w2 = w[n_enum:][0::2], w[n_enum:][1::2]
     g1 = z1 @ G.T  # G z for each pair member  [J, M]
     g2 = z2 @ G.T
