@@ -53,3 +53,291 @@ class Explanation:
         counts = jnp.maximum(onehot.sum(axis=(1, 2)), 1.0)  # [B,M]
         per_pixel = self.values / counts[:, :, None]  # [B,M,K]
         return jnp.einsum("bhwm,bmk->bhwk", onehot, per_pixel)
+
+
+# ---------------------------------------------------------------------------
+# The facade.
+# ---------------------------------------------------------------------------
+
+import math  # noqa: E402
+from functools import partial  # noqa: E402
+from typing import Callable, Optional, Sequence, Union  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from shapjax.engine import check_int, check_key, is_traced  # noqa: E402
+from shapjax.estimators import get_estimator  # noqa: E402
+from shapjax.estimators.partition import Tree, balanced_tree, schedule, spatial_tree  # noqa: E402
+from shapjax.games import auto_batch_size  # noqa: E402
+from shapjax.maskers import Masker  # noqa: E402
+from shapjax.segment import Segmenter, check_segments  # noqa: E402
+
+Outputs = Union[None, int, Sequence[int], str, jax.Array]
+
+
+def _as_images(images) -> jax.Array:
+    if isinstance(images, (list, tuple)):
+        images = np.stack([np.asarray(i) for i in images])
+    if not hasattr(images, "shape") or not hasattr(images, "dtype"):
+        raise TypeError(f"images must be an array [B, H, W, C] or [H, W, C]; got {type(images).__name__}")
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4:
+        raise ValueError(f"images must be [B, H, W, C] (or a single [H, W, C] image); got shape {tuple(images.shape)}")
+    if images.shape[0] < 1 or min(images.shape[1:]) < 1:
+        raise ValueError(f"images must be non-empty; got shape {tuple(images.shape)}")
+    if not jnp.issubdtype(images.dtype, jnp.number):
+        raise TypeError(f"images must be numeric; got dtype {images.dtype}")
+    images = jnp.asarray(images, jnp.float32)
+    if not is_traced(images) and not bool(jnp.all(jnp.isfinite(images))):
+        raise ValueError("images contain NaN or infinite values")
+    return images
+
+
+def _parse_outputs(outputs: Outputs, n_classes: int, batch: int):
+    """Returns ``(mode, k, index_array_or_None)``: mode is "all", "given" or "top"."""
+    if outputs is None:
+        return "all", n_classes, None
+    if isinstance(outputs, str):
+        s = outputs.strip().lower()
+        if s.startswith("top-") and s[4:].isdigit() and int(s[4:]) >= 1:
+            k = int(s[4:])
+            if k > n_classes:
+                raise ValueError(f"outputs={outputs!r} asks for more classes than the model's {n_classes} outputs")
+            return "top", k, None
+        raise ValueError(f"outputs must be None, an int, a list of ints, an int array [B, K] or 'top-k' (e.g. 'top-3'); got {outputs!r}")
+    if isinstance(outputs, (int, np.integer)) and not isinstance(outputs, bool):
+        outputs = [int(outputs)]
+    idx = jnp.asarray(outputs)
+    if not jnp.issubdtype(idx.dtype, jnp.integer) or idx.ndim not in (1, 2):
+        raise ValueError(f"outputs must be ints [K] or [B, K]; got {outputs!r}")
+    if not is_traced(idx) and idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n_classes):
+        raise ValueError(f"outputs indexes must be in 0..{n_classes - 1} (the model returns {n_classes} outputs); got {np.asarray(idx).tolist()}")
+    if idx.ndim == 1:
+        idx = jnp.broadcast_to(idx[None], (batch, idx.shape[0]))
+    elif idx.shape[0] != batch:
+        raise ValueError(f"outputs of shape [B, K] must have B={batch} rows; got {tuple(idx.shape)}")
+    return "given", idx.shape[1], idx.astype(jnp.int32)
+
+
+def _model_classes(model_fn, H, W, C) -> int:
+    n = 2
+    try:
+        out = jax.eval_shape(model_fn, jax.ShapeDtypeStruct((n, H, W, C), jnp.float32))
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(
+            f"model_fn failed on images of shape [N, H, W, C] = {(n, H, W, C)}: {type(e).__name__}: {e}"
+        ) from e
+    shape = getattr(out, "shape", None)
+    if shape is None or len(shape) != 2 or shape[0] != n:
+        raise ValueError(
+            f"model_fn must map images [N, H, W, C] to outputs [N, K]; for N={n} it returned shape {shape}"
+        )
+    return int(shape[1])
+
+
+def _compose_eval(model_fn, images, repl, seg, out_idx, rows_b, Z):
+    """Model outputs for coalitions ``Z [n, M]`` on images ``rows_b [n]`` -> ``[n, K]``."""
+    segs = seg[rows_b]  # [n, H, W]
+    n, H, W = segs.shape
+    mask = jnp.take_along_axis(Z, segs.reshape(n, H * W), axis=1).reshape(n, H, W)
+    r_idx = rows_b if repl.shape[0] > 1 else jnp.zeros_like(rows_b)
+    x = jnp.where(mask[:, None, :, :, None], images[rows_b][:, None], repl[r_idx])  # [n, R, H, W, C]
+    R = x.shape[1]
+    out = jnp.asarray(model_fn(x.reshape((n * R,) + x.shape[2:])), jnp.float32)
+    out = out.reshape(n, R, -1).mean(1)
+    return jnp.take_along_axis(out, out_idx[rows_b], axis=1)
+
+
+def _chunked(fn, n_rows: int, batch_size: int):
+    """Run ``fn(rows [bs] int) -> [bs, K]`` over ``0..n_rows-1`` in chunks (lax.map)."""
+    bs = min(batch_size, n_rows)
+    n_chunks = -(-n_rows // bs)
+    rows = jnp.minimum(jnp.arange(n_chunks * bs), n_rows - 1).reshape(n_chunks, bs)
+    if n_chunks == 1:
+        return fn(rows[0])[:n_rows]
+    out = jax.lax.map(fn, rows)
+    return out.reshape(n_chunks * bs, -1)[:n_rows]
+
+
+@partial(
+    jax.jit,
+    static_argnames=("model_fn", "n_segments", "method", "n_evals", "batch_size", "out_mode", "k", "ks", "all_active"),
+)
+def _explain_impl(key, images, seg, masker, out_idx, active, trees, *, model_fn, n_segments, method, n_evals,
+                  batch_size, out_mode, k, ks, all_active):
+    est = get_estimator(method)
+    M = n_segments
+    B = images.shape[0]
+    repl = masker.replacement(images, seg, M)
+    if repl.shape[0] == B and B > 1 and type(masker).__name__ == "Background":
+        repl = repl[:1]  # identical for every image: do not gather B copies
+    if out_mode == "top":
+        logits = jnp.asarray(model_fn(images), jnp.float32)
+        out_idx = jax.lax.top_k(logits, k)[1].astype(jnp.int32)
+    elif out_mode == "all":
+        out_idx = jnp.broadcast_to(jnp.arange(k, dtype=jnp.int32)[None], (B, k))
+
+    if est.estimate is not None:  # adaptive (partition): one game per image
+        def one(b, tree):
+            def eval_fn(Z):
+                n = Z.shape[0]
+                fn = lambda rows: _compose_eval(model_fn, images, repl, seg, out_idx, jnp.full_like(rows, b), Z[rows])  # noqa: E731
+                return _chunked(fn, n, batch_size)
+
+            phi, std, v0, v1 = est.estimate(None, eval_fn, M, n_evals, tree=tree, ks=ks)
+            return phi, v0, v1
+
+        phi, v0, v1 = jax.vmap(one)(jnp.arange(B), trees)
+        return phi, None, v0, v1, out_idx
+
+    d = est.design(key, M, n_evals)
+    Z = jnp.concatenate([jnp.zeros((1, M), bool), jnp.ones((1, M), bool), d.coalitions])
+    N = Z.shape[0]
+    fn = lambda rows: _compose_eval(model_fn, images, repl, seg, out_idx, rows // N, Z[rows % N])  # noqa: E731
+    V = _chunked(fn, B * N, batch_size).reshape(B, N, -1)
+    if all_active:
+        # One design shared by the whole batch: for the regression methods the
+        # Gram matrix is factored once with B*K right-hand sides.
+        K = V.shape[-1]
+        Vf = jnp.moveaxis(V, 0, 1).reshape(N, B * K)
+        phi, std = est.solve(d, Vf[2:], Vf[0], Vf[1], None)
+        phi = jnp.moveaxis(phi.reshape(M, B, K), 1, 0)
+        std = None if std is None else jnp.moveaxis(std.reshape(M, B, K), 1, 0)
+    else:
+        phi, std = jax.vmap(lambda y, a, b, act: est.solve(d, y, a, b, act))(V[:, 2:], V[:, 0], V[:, 1], active)
+    return phi, std, V[:, 0], V[:, 1], out_idx
+
+
+def _trees(seg: np.ndarray, M: int) -> Tree:
+    trees = []
+    for s in seg:
+        ids = s.reshape(-1)
+        H, W = s.shape
+        yy, xx = np.divmod(np.arange(H * W), W)
+        cnt = np.bincount(ids, minlength=M).astype(np.float64)
+        cy = np.bincount(ids, weights=yy, minlength=M) / np.maximum(cnt, 1)
+        cx = np.bincount(ids, weights=xx, minlength=M) / np.maximum(cnt, 1)
+        trees.append(spatial_tree(np.stack([cy, cx], 1)))
+    return Tree(*(np.stack([t[i] for t in trees]) for i in range(3)))
+
+
+def explain(
+    model_fn: Callable[[jax.Array], jax.Array],
+    images,
+    *,
+    key,
+    segments,
+    masker: Masker,
+    method: str = "kernel",
+    n_evals: int = 2048,
+    outputs: Outputs = None,
+    batch_size: Optional[int] = None,
+    n_segments: Optional[int] = None,
+) -> Explanation:
+    """Explain an image classifier's outputs with Shapley values of image segments.
+
+    The B images are explained together: one coalition design is shared by the
+    batch (for the regression methods the system is factored once), every
+    (image, coalition) pair is composed and sent through ``model_fn`` in
+    chunks of ``batch_size`` inside one compiled program.
+
+    Args:
+      model_fn: ``images [N, H, W, C] -> [N, K]`` (logits or probabilities;
+        no softmax is added). Any JAX callable, e.g. a
+        :class:`shapjax.models.Classifier`.
+      images: ``[B, H, W, C]`` (or one ``[H, W, C]`` image).
+      key: JAX PRNG key.
+      segments: the players: int ids ``[H, W]`` or ``[B, H, W]`` in
+        ``0..M-1``, or a segmenter from :mod:`shapjax.segment` (``grid`` is
+        traceable; the scikit-image superpixels run on the host first).
+      masker: what an absent segment becomes, from :mod:`shapjax.maskers`.
+        With ``background(R images)`` the game value is the model's mean over
+        the R backgrounds, so one coalition costs R model evaluations.
+      method: ``"kernel"``, ``"leverage"``, ``"exact"``, ``"permutation"``,
+        ``"antithetic"``, ``"stratified"``, ``"partition"`` (Owen values over
+        a spatial hierarchy of the segments), ``"lime"`` or ``"occlusion"``.
+      n_evals: coalitions evaluated per image (empty and full included).
+      outputs: None (every output), an int, a list of ints, an int array
+        ``[B, K]``, or ``"top-k"`` (the k largest outputs on the unmasked image).
+      batch_size: model batch per call (chunk of composed images); None picks one.
+      n_segments: number of segments, required only when ``segments`` is a
+        traced array (inside the caller's ``jax.jit``).
+
+    Returns:
+      :class:`Explanation`.
+
+    Example:
+      >>> import jax, shapjax
+      >>> from shapjax import maskers, segment
+      >>> clf = shapjax.models.pretrained("mnist-cnn")
+      >>> x = shapjax.data.samples("mnist").images[:2]
+      >>> exp = shapjax.explain(clf, x, key=jax.random.key(0), segments=segment.grid(4, 4),
+      ...                       masker=maskers.constant(0.0), n_evals=256, outputs="top-1")
+      >>> exp.values.shape
+      (2, 16, 1)
+    """
+    check_key(key)
+    images = _as_images(images)
+    B, H, W, C = images.shape
+    est = get_estimator(method)
+    n_evals = check_int(n_evals, "n_evals", 1)
+    if not isinstance(masker, Masker):
+        raise TypeError(f"masker must be a masker from shapjax.maskers (constant, blur, segment_mean, background); got {type(masker).__name__}")
+    masker.check(images)
+    if isinstance(segments, Segmenter):
+        seg_arr = segments(images)
+        if n_segments is None and segments.fixed_n_segments is not None:
+            n_segments = segments.fixed_n_segments
+    elif callable(segments):
+        raise TypeError("segments must be an int array [H, W] / [B, H, W] or a segmenter from shapjax.segment")
+    else:
+        seg_arr = segments
+    seg, M = check_segments(seg_arr, images, n_segments=n_segments)
+    need = est.min_evals(M)
+    if n_evals < need:
+        raise ValueError(
+            f"n_evals={n_evals} is too small for method={method!r} with {M} segments: "
+            f"it needs at least {need} evaluations (the empty and full coalitions included)"
+        )
+    if method == "exact":
+        est.design(None, M, n_evals)  # raises above the enumeration limit
+    n_classes = _model_classes(model_fn, H, W, C)
+    out_mode, k, out_idx = _parse_outputs(outputs, n_classes, B)
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size", 1)
+    R = masker.n_replacements()
+    rows = B * (2**M if method == "exact" else n_evals)
+    bs = batch_size or auto_batch_size(rows, H * W * C * R)
+
+    traced_seg = is_traced(seg)
+    if traced_seg:
+        active = None
+        all_active = True
+    else:
+        counts = np.stack([np.bincount(s.reshape(-1), minlength=M) for s in np.asarray(seg)])
+        active_np = counts > 0
+        all_active = bool(active_np.all())
+        active = None if all_active else jnp.asarray(active_np)
+    trees, ks = None, None
+    if method == "partition":
+        if traced_seg:
+            t = balanced_tree(M)
+            trees = Tree(*(np.broadcast_to(a, (B,) + a.shape) for a in t))
+        else:
+            trees = _trees(np.asarray(seg), M)
+        ks = tuple(schedule(M, n_evals, balanced_tree(M)))
+    used = est.used_evals(M, n_evals, tree=None) if M > 1 else 2
+    if M == 1:
+        raise ValueError("segments define a single segment: at least 2 players are needed to explain anything")
+    phi, std, v0, v1, out_idx = _explain_impl(
+        key, images, jnp.asarray(seg), masker, out_idx, active, trees,
+        model_fn=model_fn, n_segments=M, method=method, n_evals=n_evals, batch_size=bs,
+        out_mode=out_mode, k=k, ks=ks, all_active=all_active,
+    )
+    if not is_traced(phi) and not bool(jnp.all(jnp.isfinite(phi))):
+        raise ValueError("model_fn returned NaN or infinite outputs on masked images: the attributions are not finite")
+    return Explanation(
+        values=phi, base_values=v0, full_values=v1, std=std, segments=jnp.asarray(seg), images=images,
+        output_indexes=out_idx, method=method, masker=masker.describe(), n_evals=int(used),
+    )
