@@ -149,10 +149,33 @@ def _compose_eval(model_fn, images, repl, seg, out_idx, rows_b, Z):
     return jnp.take_along_axis(out, out_idx[rows_b], axis=1)
 
 
-def _chunked(fn, n_rows: int, batch_size: int):
-    """Run ``fn(rows [bs] int) -> [bs, K]`` over ``0..n_rows-1`` in chunks (lax.map)."""
+class _Progress:
+    """Host-side progress bar ticked once per evaluated chunk (only when asked for)."""
+
+    bar = None
+
+    @classmethod
+    def tick(cls, n):
+        if cls.bar is not None:
+            cls.bar.update(int(np.sum(n)))
+
+
+def _chunked(fn, n_rows: int, batch_size: int, progress: bool = False):
+    """Run ``fn(rows [bs] int) -> [bs, K]`` over ``0..n_rows-1`` in chunks (lax.map).
+
+    With ``progress`` a ``jax.debug.callback`` reports each finished chunk to
+    the host (the only host callback in the engine, off by default).
+    """
     bs = min(batch_size, n_rows)
     n_chunks = -(-n_rows // bs)
+    if progress:
+        inner = fn
+
+        def fn(rows):
+            out = inner(rows)
+            jax.debug.callback(_Progress.tick, jnp.minimum(rows[-1] + 1, n_rows) - rows[0] + 0 * out[0, 0].astype(jnp.int32))
+            return out
+
     rows = jnp.minimum(jnp.arange(n_chunks * bs), n_rows - 1).reshape(n_chunks, bs)
     if n_chunks == 1:
         return fn(rows[0])[:n_rows]
@@ -162,10 +185,11 @@ def _chunked(fn, n_rows: int, batch_size: int):
 
 @partial(
     jax.jit,
-    static_argnames=("model_fn", "n_segments", "method", "n_evals", "batch_size", "out_mode", "k", "ks", "all_active"),
+    static_argnames=("model_fn", "n_segments", "method", "n_evals", "batch_size", "out_mode", "k", "ks", "all_active",
+                     "progress"),
 )
 def _explain_impl(key, images, seg, masker, out_idx, active, trees, *, model_fn, n_segments, method, n_evals,
-                  batch_size, out_mode, k, ks, all_active):
+                  batch_size, out_mode, k, ks, all_active, progress=False):
     est = get_estimator(method)
     M = n_segments
     B = images.shape[0]
@@ -183,7 +207,7 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, *, model_fn,
             def eval_fn(Z):
                 n = Z.shape[0]
                 fn = lambda rows: _compose_eval(model_fn, images, repl, seg, out_idx, jnp.full_like(rows, b), Z[rows])  # noqa: E731
-                return _chunked(fn, n, batch_size)
+                return _chunked(fn, n, batch_size, progress)
 
             phi, std, v0, v1 = est.estimate(None, eval_fn, M, n_evals, tree=tree, ks=ks)
             return phi, v0, v1
@@ -195,7 +219,7 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, *, model_fn,
     Z = jnp.concatenate([jnp.zeros((1, M), bool), jnp.ones((1, M), bool), d.coalitions])
     N = Z.shape[0]
     fn = lambda rows: _compose_eval(model_fn, images, repl, seg, out_idx, rows // N, Z[rows % N])  # noqa: E731
-    V = _chunked(fn, B * N, batch_size).reshape(B, N, -1)
+    V = _chunked(fn, B * N, batch_size, progress).reshape(B, N, -1)
     if all_active:
         # One design shared by the whole batch: for the regression methods the
         # Gram matrix is factored once with B*K right-hand sides.
@@ -234,6 +258,7 @@ def explain(
     outputs: Outputs = None,
     batch_size: Optional[int] = None,
     n_segments: Optional[int] = None,
+    progress: bool = False,
 ) -> Explanation:
     """Explain an image classifier's outputs with Shapley values of image segments.
 
@@ -263,6 +288,8 @@ def explain(
       batch_size: model batch per call (chunk of composed images); None picks one.
       n_segments: number of segments, required only when ``segments`` is a
         traced array (inside the caller's ``jax.jit``).
+      progress: show a progress bar over the evaluated chunks (tqdm; adds a
+        host callback per chunk, so leave it off inside your own ``jit``).
 
     Returns:
       :class:`Explanation`.
@@ -330,11 +357,23 @@ def explain(
     used = est.used_evals(M, n_evals, tree=None) if M > 1 else 2
     if M == 1:
         raise ValueError("segments define a single segment: at least 2 players are needed to explain anything")
-    phi, std, v0, v1, out_idx = _explain_impl(
-        key, images, jnp.asarray(seg), masker, out_idx, active, trees,
-        model_fn=model_fn, n_segments=M, method=method, n_evals=n_evals, batch_size=bs,
-        out_mode=out_mode, k=k, ks=ks, all_active=all_active,
-    )
+    progress = bool(progress) and not is_traced(images)
+    if progress:
+        from tqdm.auto import tqdm
+
+        _Progress.bar = tqdm(total=B * used, unit="eval", desc=f"explain ({method})", leave=False)
+    try:
+        phi, std, v0, v1, out_idx = _explain_impl(
+            key, images, jnp.asarray(seg), masker, out_idx, active, trees,
+            model_fn=model_fn, n_segments=M, method=method, n_evals=n_evals, batch_size=bs,
+            out_mode=out_mode, k=k, ks=ks, all_active=all_active, progress=progress,
+        )
+        if progress:
+            jax.block_until_ready(phi)
+    finally:
+        if progress and _Progress.bar is not None:
+            _Progress.bar.close()
+            _Progress.bar = None
     if not is_traced(phi) and not bool(jnp.all(jnp.isfinite(phi))):
         raise ValueError("model_fn returned NaN or infinite outputs on masked images: the attributions are not finite")
     return Explanation(
