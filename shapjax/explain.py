@@ -54,6 +54,35 @@ class Explanation:
         per_pixel = self.values / counts[:, :, None]  # [B,M,K]
         return jnp.einsum("bhwm,bmk->bhwk", onehot, per_pixel)
 
+    def to_shap(self, *, class_names=None):
+        """Convert to a ``shap.Explanation`` so shap's plots work on this result.
+
+        ``values`` become pixel attributions ``[B, H, W, C, K]`` (each segment's
+        value spread evenly over its pixels and channels, so they sum back to
+        the segment value), ``base_values`` ``[B, K]``, ``data`` the images, and
+        ``output_names`` the class names of the explained outputs (when given).
+        Use e.g. ``shap.image_plot(exp.to_shap())``. Needs ``pip install shap``.
+        """
+        try:
+            import shap
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("to_shap() needs the optional dependency shap: pip install 'shapjax[shap]'") from e
+        import numpy as np
+
+        C = self.images.shape[-1]
+        pix = np.asarray(self.to_pixels()) / C  # [B,H,W,K]
+        vals = np.repeat(pix[:, :, :, None, :], C, axis=3)
+        names = None
+        if class_names is not None:
+            idx = np.asarray(self.output_indexes)
+            names = [[class_names[i] for i in row] for row in idx]
+        return shap.Explanation(
+            values=vals,
+            base_values=np.asarray(self.base_values),
+            data=np.asarray(self.images),
+            output_names=names,
+        )
+
 
 # ---------------------------------------------------------------------------
 # The facade.
