@@ -217,9 +217,11 @@ def _chunked(fn, n_rows: int, batch_size: int, progress: bool = False):
     static_argnames=("model_fn", "n_segments", "method", "n_evals", "batch_size", "out_mode", "k", "ks", "all_active",
                      "progress"),
 )
-def _explain_impl(key, images, seg, masker, out_idx, active, trees, *, model_fn, n_segments, method, n_evals,
+def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, *, model_fn, n_segments, method, n_evals,
                   batch_size, out_mode, k, ks, all_active, progress=False):
     est = get_estimator(method)
+    if model_fn is None:
+        model_fn = model_tree
     M = n_segments
     B = images.shape[0]
     repl = masker.replacement(images, seg, M)
@@ -260,6 +262,24 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, *, model_fn,
     else:
         phi, std = jax.vmap(lambda y, a, b, act: est.solve(d, y, a, b, act))(V[:, 2:], V[:, 0], V[:, 1], active)
     return phi, std, V[:, 0], V[:, 1], out_idx
+
+
+def split_model(model_fn):
+    """``(static_fn, dynamic_tree)``: models carrying parameters travel as pytrees.
+
+    A :class:`jax.tree_util.Partial` (or an object with ``apply(params, x)``
+    and ``params``, such as :class:`shapjax.models.Classifier`) is passed to the
+    compiled program as an argument, so its weights are not baked into the
+    program as constants and new weights of the same shapes do not recompile.
+    Any other callable is a static argument (compiled once per callable).
+    """
+    if isinstance(model_fn, jax.tree_util.Partial):
+        return None, model_fn
+    if callable(getattr(model_fn, "apply", None)) and hasattr(model_fn, "params"):
+        return None, jax.tree_util.Partial(model_fn.apply, model_fn.params)
+    if not callable(model_fn):
+        raise TypeError(f"model_fn must be callable images [N, H, W, C] -> [N, K]; got {type(model_fn).__name__}")
+    return model_fn, None
 
 
 def _trees(seg: np.ndarray, M: int) -> Tree:
@@ -392,9 +412,10 @@ def explain(
 
         _Progress.bar = tqdm(total=B * used, unit="eval", desc=f"explain ({method})", leave=False)
     try:
+        static_fn, model_tree = split_model(model_fn)
         phi, std, v0, v1, out_idx = _explain_impl(
-            key, images, jnp.asarray(seg), masker, out_idx, active, trees,
-            model_fn=model_fn, n_segments=M, method=method, n_evals=n_evals, batch_size=bs,
+            key, images, jnp.asarray(seg), masker, out_idx, active, trees, model_tree,
+            model_fn=static_fn, n_segments=M, method=method, n_evals=n_evals, batch_size=bs,
             out_mode=out_mode, k=k, ks=ks, all_active=all_active, progress=progress,
         )
         if progress:

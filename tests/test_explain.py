@@ -227,3 +227,23 @@ def test_errors_name_the_argument():
         shapjax.explain(model, imgs, segments=segment.grid(2, 2), outputs="best", **kw)
     with pytest.raises(TypeError, match="key"):
         shapjax.explain(model, imgs, key=1, segments=segment.grid(2, 2), masker=maskers.constant(0.0))
+
+
+def test_partial_model_params_are_arguments_not_constants():
+    traces = []
+
+    def apply(params, x):
+        traces.append(1)
+        return jnp.einsum("nhwc,hwck->nk", x, params)
+
+    imgs = jax.random.uniform(jax.random.key(13), (2, 8, 8, 1))
+    kw = dict(key=KEY, segments=segment.grid(2, 2), masker=maskers.constant(0.0), method="kernel", n_evals=32)
+    p1 = jax.random.normal(jax.random.key(1), (8, 8, 1, 2))
+    p2 = jax.random.normal(jax.random.key(2), (8, 8, 1, 2))
+    e1 = shapjax.explain(jax.tree_util.Partial(apply, p1), imgs, **kw)
+    n = len(traces)
+    e2 = shapjax.explain(jax.tree_util.Partial(apply, p2), imgs, **kw)
+    assert n >= 2  # the shape probe and the compiled program
+    assert len(traces) - n <= 1  # second call: at most the shape probe, no recompilation
+    np.testing.assert_allclose(e1.values, linear_truth(np.asarray(p1), imgs, segment.grid(2, 2)(imgs), 0.0), atol=1e-4)
+    np.testing.assert_allclose(e2.values, linear_truth(np.asarray(p2), imgs, segment.grid(2, 2)(imgs), 0.0), atol=1e-4)
