@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -114,7 +115,7 @@ class Constant(Masker):
 
 def _blur_matrix(n: int, sigma: float, truncate: float) -> np.ndarray:
     """``[n, n]`` matrix applying a 1-D Gaussian with reflect padding (rows sum to 1)."""
-    r = max(int(math.ceil(truncate * sigma)), 1)
+    r = max(math.ceil(truncate * sigma), 1)
     t = np.arange(-r, r + 1, dtype=np.float64)
     k = np.exp(-0.5 * (t / sigma) ** 2)
     k /= k.sum()
@@ -139,7 +140,7 @@ class Blur(Masker):
     def replacement(self, images, segments, n_segments):
         images = jnp.asarray(images)
         _check_inputs(images, jnp.asarray(segments))
-        B, H, W, C = images.shape
+        _, H, W, _ = images.shape
         Ah = jnp.asarray(_blur_matrix(H, self.sigma, self.truncate))  # numpy constants: static shapes
         Aw = jnp.asarray(_blur_matrix(W, self.sigma, self.truncate))
         out = jnp.einsum("ih,bhwc->biwc", Ah, images, precision=jax.lax.Precision.HIGHEST)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -159,8 +160,8 @@ def _grid_figure(
             cb.outline.set_visible(False)
             cb.set_label(cbar_label, fontsize=8)
     if scale == "figure" and k > 0:
-        cb = fig.colorbar(mappable, ax=list(axes[:, 1:].ravel()), location="bottom", shrink=0.6,
-                          aspect=30, pad=0.02)
+        cb = fig.colorbar(mappable, ax=list(axes.ravel()), location="bottom", shrink=0.5,
+                          aspect=40, pad=0.02)
         cb.ax.tick_params(labelsize=8)
         cb.outline.set_visible(False)
         cb.set_label(cbar_label, fontsize=9)
@@ -237,7 +238,7 @@ def image_plot(
             "`explanation` must have values [B,M,K], segments [B,H,W], images [B,H,W,C]; got "
             f"{values.shape}, {segments.shape}, {images.shape}."
         )
-    B, M, K = values.shape
+    B, _, K = values.shape
     if max_images < 1:
         raise ValueError(f"`max_images` must be >= 1, got {max_images}.")
     n = min(B, max_images)
@@ -256,8 +257,8 @@ def image_plot(
     method = getattr(explanation, "method", "")
     label = cbar_label if cbar_label is not None else (f"value ({method})" if method else "segment value")
     return _grid_figure(
-        images[:n], maps, col_titles=col_titles, image_titles=image_titles, segments=segments[:n] if show_boundaries else None,
-        scale=scale, clip_percentile=clip_percentile, cbar_label=label, title=title, panel_size=panel_size,
+        images[:n], maps, col_titles=col_titles, image_titles=image_titles,
+        segments=segments[:n] if show_boundaries else None, scale=scale, clip_percentile=clip_percentile, cbar_label=label, title=title, panel_size=panel_size,
         fig=fig, cmap=cmap, background_alpha=background_alpha,
     )
 
@@ -301,7 +302,8 @@ def pixel_map_plot(
         a = a[..., None]
     if a.ndim != 4 or a.shape[:3] != imgs.shape[:3]:
         raise ValueError(
-            f"`attributions` must be [B, H, W] or [B, H, W, K] with B, H, W = {imgs.shape[:3]}, got shape {np.shape(attributions)}."
+            f"`attributions` must be [B, H, W] or [B, H, W, K] with B, H, W = {imgs.shape[:3]}, "
+            f"got shape {np.shape(attributions)}."
         )
     n = min(a.shape[0], max_images)
     k = a.shape[3] if max_outputs is None else max(0, min(a.shape[3], int(max_outputs)))

@@ -28,6 +28,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -97,6 +98,11 @@ class Segmenter:
 
     name: str = "segmenter"
 
+    @property
+    def fixed_n_segments(self) -> int | None:
+        """M known from the segmenter alone (grid), or None (superpixels: depends on the image)."""
+        return None
+
     def describe(self) -> str:
         fields = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self))  # type: ignore[arg-type]
         return f"{self.name}({fields})"
@@ -121,7 +127,12 @@ class Grid(Segmenter):
 
     @property
     def n_segments(self) -> int:
+        """M = rows * cols, for every image size."""
         return int(self.rows * self.cols)
+
+    @property
+    def fixed_n_segments(self) -> int:
+        return self.n_segments
 
     def describe(self) -> str:
         return f"grid({self.rows}x{self.cols})"
@@ -186,7 +197,10 @@ class Quickshift(Segmenter):
             if C == 1:  # gray -> RGB so the Lab colour distance (and LIME's defaults) apply
                 img = np.repeat(img, 3, axis=-1)
                 C = 3
-            return _qs(img.astype(np.float64), kernel_size=self.kernel_size, max_dist=self.max_dist,
+            img = img.astype(np.float64)
+            if C != 3:  # no Lab conversion: scale [0, 1] to Lab's 0..100 so the defaults mean the same
+                img = img * 100.0
+            return _qs(img, kernel_size=self.kernel_size, max_dist=self.max_dist,
                        ratio=self.ratio, convert2lab=(C == 3), rng=0, channel_axis=-1)
 
         return _per_image(one, imgs)
@@ -210,7 +224,9 @@ class Felzenszwalb(Segmenter):
             if img.shape[-1] == 1:
                 return _fz(img[..., 0], scale=self.scale, sigma=self.sigma, min_size=self.min_size,
                            channel_axis=None)
-            return _fz(img, scale=self.scale, sigma=self.sigma, min_size=self.min_size, channel_axis=-1)
+            with warnings.catch_warnings():  # C != 3 is intended as multichannel
+                warnings.filterwarnings("ignore", message=".*interpreted as a multichannel", category=RuntimeWarning)
+                return _fz(img, scale=self.scale, sigma=self.sigma, min_size=self.min_size, channel_axis=-1)
 
         return _per_image(one, imgs)
 
@@ -243,7 +259,8 @@ def slic(n_segments: int = 50, *, compactness: float = 10.0, sigma: float = 1.0)
     Runs on the host (numpy, one image at a time) BEFORE any jitted code; call
     it on concrete images, not inside ``jax.jit``. Grayscale (C=1) and colour
     (C=3) images are supported; ids are relabelled to ``0..M_b-1`` per image
-    (``M_b`` can differ from ``n_segments`` and between images).
+    (``M_b`` can differ from ``n_segments`` and between images; the
+    ``n_segments`` field is this *target*, ``fixed_n_segments`` is None).
 
     Args:
       n_segments: approximate number of superpixels.
@@ -260,7 +277,8 @@ def quickshift(*, kernel_size: float = 4, max_dist: float = 200, ratio: float = 
     """Quickshift superpixels with LIME's defaults, via scikit-image.
 
     Runs on the host (numpy) BEFORE any jitted code. Colour distances are in
-    CIELAB; grayscale images are converted to RGB first. Ids are relabelled to
+    CIELAB; grayscale images are converted to RGB first (other channel counts
+    are scaled to 0..100, Lab's lightness range, so the defaults still apply). Ids are relabelled to
     ``0..M_b-1`` per image. Tie-breaking uses a fixed seed (deterministic).
 
     Args:

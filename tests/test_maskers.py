@@ -69,8 +69,9 @@ def test_segment_mean_equals_per_segment_mean():
     assert r.shape == (2, 1, 8, 10, 3)
     for b in range(2):
         for j in np.unique(seg[b]):
-            m = images[b][seg[b] == j].mean(axis=0)
-            np.testing.assert_allclose(r[b, 0][seg[b] == j], np.broadcast_to(m, (int((seg[b] == j).sum()), 3)), rtol=1e-5)
+            inside = seg[b] == j
+            m = images[b][inside].mean(axis=0)
+            np.testing.assert_allclose(r[b, 0][inside], np.broadcast_to(m, (int(inside.sum()), 3)), rtol=1e-5)
 
 
 def test_segment_mean_composed_with_empty_coalition():

@@ -17,7 +17,7 @@ def _problem(seed=0, H=5, W=7, C=3, R=2, M=6, N=4):
 
 
 def _compose_ref(image, repl, seg, z):
-    R, H, W, C = repl.shape
+    R, H, W, _ = repl.shape
     out = np.empty_like(repl)
     for r in range(R):
         for h in range(H):

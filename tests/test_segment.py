@@ -168,3 +168,8 @@ def test_get_segmenter_specs_and_errors():
         S.get_segmenter("slic:bogus=1")
     with pytest.raises(ValueError, match="not a number"):
         S.get_segmenter("felzenszwalb:big")
+
+
+def test_fixed_n_segments():
+    assert S.grid(3, 4).fixed_n_segments == 12
+    assert S.slic(50).fixed_n_segments is None and S.quickshift().fixed_n_segments is None
