@@ -153,3 +153,24 @@ def compose_batch(
     if Z.ndim != 2:
         raise ValueError(f"`Z` must be a batch of coalitions [N, M], got shape {Z.shape}.")
     return jax.vmap(compose, in_axes=(None, None, None, 0))(image, replacement, segments, Z)
+
+
+def compose_rows(images: jax.Array, replacements: jax.Array, segments: jax.Array, Z: jax.Array) -> jax.Array:
+    """Row-wise composition for a flat stream of (image, coalition) pairs.
+
+    Row ``n`` composes ``images[n]`` with ``replacements[n]`` under the pixel
+    mask ``Z[n][segments[n]]``. This is the engine's hot path: each chunk of
+    the stream mixes several images and coalitions.
+
+    Args:
+      images: ``[n, H, W, C]``.
+      replacements: ``[n, R, H, W, C]`` (or ``[1, R, H, W, C]``, broadcast).
+      segments: ``[n, H, W]`` int ids in ``0..M-1``.
+      Z: ``[n, M]`` bool coalitions.
+
+    Returns:
+      ``[n, R, H, W, C]``.
+    """
+    n, H, W = segments.shape
+    mask = jnp.take_along_axis(_as_bool(Z), segments.reshape(n, H * W), axis=1).reshape(n, H, W)
+    return jnp.where(mask[:, None, :, :, None], images[:, None], replacements)

@@ -94,6 +94,8 @@ from typing import Callable, Optional, Sequence, Union  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from kernels.masking import compose_rows  # noqa: E402
+
 from shapjax.engine import check_int, check_key, is_traced  # noqa: E402
 from shapjax.estimators import get_estimator  # noqa: E402
 from shapjax.estimators.partition import Tree, balanced_tree, schedule, spatial_tree  # noqa: E402
@@ -167,11 +169,9 @@ def _model_classes(model_fn, H, W, C) -> int:
 
 def _compose_eval(model_fn, images, repl, seg, out_idx, rows_b, Z):
     """Model outputs for coalitions ``Z [n, M]`` on images ``rows_b [n]`` -> ``[n, K]``."""
-    segs = seg[rows_b]  # [n, H, W]
-    n, H, W = segs.shape
-    mask = jnp.take_along_axis(Z, segs.reshape(n, H * W), axis=1).reshape(n, H, W)
+    n = rows_b.shape[0]
     r_idx = rows_b if repl.shape[0] > 1 else jnp.zeros_like(rows_b)
-    x = jnp.where(mask[:, None, :, :, None], images[rows_b][:, None], repl[r_idx])  # [n, R, H, W, C]
+    x = compose_rows(images[rows_b], repl[r_idx], seg[rows_b], Z)  # [n, R, H, W, C]
     R = x.shape[1]
     out = jnp.asarray(model_fn(x.reshape((n * R,) + x.shape[2:])), jnp.float32)
     out = out.reshape(n, R, -1).mean(1)

@@ -88,3 +88,20 @@ def test_compose_shape_errors_name_argument():
         compose(image, repl, seg.astype(np.float32), Z[0])
     with pytest.raises(ValueError, match="Z"):
         compose_batch(image, repl, seg, Z[0])
+
+
+def test_compose_rows_matches_compose_per_row():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from kernels.masking import compose, compose_rows
+
+    k = jax.random.split(jax.random.key(0), 4)
+    imgs = jax.random.uniform(k[0], (5, 6, 7, 2))
+    repl = jax.random.uniform(k[1], (5, 3, 6, 7, 2))
+    segs = jax.random.randint(k[2], (5, 6, 7), 0, 4)
+    Z = jax.random.bernoulli(k[3], 0.5, (5, 4))
+    out = compose_rows(imgs, repl, segs, Z)
+    for n in range(5):
+        np.testing.assert_array_equal(out[n], compose(imgs[n], repl[n], segs[n], Z[n]))
