@@ -171,5 +171,5 @@ def adversarial_accuracy(key: jax.Array, classifier, images: jax.Array, labels: 
         y = jnp.asarray(labels[s:s + batch_size]).astype(jnp.int32)
         adv = pgd_attack(jax.random.fold_in(key, i), classifier.apply, classifier.params, x, y,
                          eps=eps, step_size=step_size, n_steps=n_steps, norm=norm)
-        correct += int(jnp.sum(jnp.argmax(classifier.apply(classifier.params, adv), -1) == y))
+        correct += int(jnp.sum(jnp.argmax(classifier(adv), -1) == y))
     return correct / max(n, 1)

@@ -9,8 +9,8 @@ Sources (the ``source`` string of :func:`load`):
 - ``"idx:IMAGES[,LABELS]"`` -- IDX files (the MNIST format, gzip or plain).
 - ``"digits"`` -- scikit-learn's 8x8 digits (1797 images, offline).
 - ``"skimage"`` or ``"skimage:astronaut,chelsea"`` -- scikit-image sample photos.
-- ``"planted-patch"`` -- synthetic images with a known ground truth
-  (:func:`planted_patch`, needs ``key`` and ``n``).
+- ``"planted-patch:SEED"`` -- synthetic images with a known ground truth
+  (:func:`planted_patch` with ``jax.random.key(SEED)``; needs ``n``).
 - ``"samples:NAME"`` -- the small sample sets shipped in ``shapjax/assets``
   (:func:`samples`).
 
@@ -25,18 +25,17 @@ import difflib
 import gzip
 import os
 import struct
-from functools import partial
 from itertools import chain, zip_longest
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 SOURCES = ("tfds:<name>", "folder:<path>", "idx:<images>[,<labels>]", "digits",
-           "skimage[:<photo>,...]", "planted-patch", "samples:<name>")
+           "skimage[:<photo>,...]", "planted-patch:<seed>", "samples:<name>")
 
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry",
                   "hubble_deep_field", "camera", "coins", "moon", "clock", "page", "colorwheel")
@@ -138,7 +137,7 @@ def _resize_one(img: np.ndarray, size: tuple[int, int], *, crop: bool = False) -
             img = img[(h - nh) // 2:(h - nh) // 2 + nh]
     if img.shape[:2] == size:
         return img.astype(np.float32)
-    chans = [np.asarray(Image.fromarray(img[..., c].astype(np.float32), mode="F")
+    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c], np.float32))
                         .resize((size[1], size[0]), Image.BILINEAR)) for c in range(img.shape[-1])]
     return np.clip(np.stack(chans, -1), 0.0, 1.0).astype(np.float32)
 
@@ -171,6 +170,9 @@ def _stack(images: list[np.ndarray], what: str) -> np.ndarray:
 
 def _finish(images, labels, class_names, masks=None, *, n=None, size=None, channels=None,
             crop=False) -> Dataset:
+    if n is not None:
+        images, labels = images[:n], labels[:n]
+        masks = None if masks is None else masks[:n]
     if size is not None and images.shape[1:3] != size:
         images = np.stack([_resize_one(im, size, crop=crop) for im in images]) if len(images) else \
             np.zeros((0, *size, images.shape[-1]), np.float32)
@@ -178,8 +180,7 @@ def _finish(images, labels, class_names, masks=None, *, n=None, size=None, chann
             masks = np.stack([_resize_one(m[..., None].astype(np.float32), size, crop=crop)[..., 0] > 0.5
                               for m in masks])
     images = _convert_channels(images, channels)
-    ds = Dataset(images, labels, class_names, masks)
-    return ds if n is None else ds[:n]
+    return Dataset(images, labels, class_names, masks)
 
 
 # --------------------------------------------------------------------- IDX
@@ -251,6 +252,7 @@ def _load_idx(spec: str, **kw) -> Dataset:
         if labels.shape[0] != images.shape[0]:
             raise ValueError(f"IDX files: {images.shape[0]} images in {parts[0]} but "
                              f"{labels.shape[0]} labels in {parts[1]}")
+        labels = labels.astype(np.int64)
         class_names = [str(i) for i in range(int(labels.max(initial=-1)) + 1)]
     else:
         labels = np.full(images.shape[0], -1, np.int32)
@@ -457,46 +459,67 @@ def planted_patch(key: jax.Array, n: int, *, size: int = 32, n_classes: int = 4,
         raise ValueError(f"patch_size: expected 2 <= patch_size <= size ({size}), got {patch_size}")
     if channels not in (1, 3):
         raise ValueError(f"channels: expected 1 or 3, got {channels!r}")
-    patterns = jnp.asarray(np.stack([_pattern(k, patch_size) for k in range(n_classes)]))
+    patterns = np.stack([_pattern(k, patch_size) for k in range(n_classes)])
     images, labels, masks = _planted(key, patterns, n=n, size=size, channels=channels)
-    return Dataset(np.asarray(images), np.asarray(labels), list(PATCH_PATTERNS[:n_classes]), np.asarray(masks))
+    return Dataset(images, labels, list(PATCH_PATTERNS[:n_classes]), masks)
 
 
-@partial(jax.jit, static_argnames=("n", "size", "channels"))
+def _linear_interp_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """``[n_out, n_in]`` bilinear (half-pixel centres, edge-clamped) resampling matrix."""
+    pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, n_in - 1)
+    m = np.zeros((n_out, n_in), np.float32)
+    m[np.arange(n_out), lo] += 1 - (pos - lo)
+    m[np.arange(n_out), hi] += pos - lo
+    return m
+
+
+def _host_rng(key: jax.Array) -> np.random.Generator:
+    """A numpy generator seeded by a JAX key (host-side data generation, no compilation)."""
+    if not hasattr(key, "dtype"):
+        raise TypeError(f"key: expected a jax PRNG key (jax.random.key(seed)), got {type(key).__name__}")
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    data = np.asarray(key)
+    if data.dtype != np.uint32 or data.ndim != 1:
+        raise TypeError(f"key: expected a single jax PRNG key, got dtype {data.dtype} shape {data.shape}")
+    return np.random.default_rng([int(v) for v in data])
+
+
 def _planted(key, patterns, *, n, size, channels):
-    k_lab, k_img = jax.random.split(key)
+    rng = _host_rng(key)
     n_classes, p = patterns.shape[0], patterns.shape[1]
-    labels = jax.random.permutation(k_lab, jnp.arange(n) % n_classes)
+    labels = rng.permutation(np.arange(n) % n_classes)
     low = max(2, size // 4)
-
-    def one(k, y):
-        k1, k2, k3, k4, k5 = jax.random.split(k, 5)
-        coarse = jax.random.uniform(k1, (low, low, channels))
-        bg = jax.image.resize(coarse, (size, size, channels), "linear")
-        bg = jnp.clip(bg + 0.05 * jax.random.normal(k2, bg.shape), 0.0, 1.0)
-        hi = jax.random.uniform(k3, (channels,), minval=0.75, maxval=1.0)
-        lo = jax.random.uniform(k4, (channels,), minval=0.0, maxval=0.25)
-        pat = patterns[y][..., None]
-        patch = pat * hi + (1.0 - pat) * lo
-        r, c = jax.random.randint(k5, (2,), 0, size - p + 1)
-        img = jax.lax.dynamic_update_slice(bg, patch, (r, c, 0))
-        mask = jax.lax.dynamic_update_slice(jnp.zeros((size, size), bool), jnp.ones((p, p), bool), (r, c))
-        return img, mask
-
-    images, masks = jax.vmap(one)(jax.random.split(k_img, n), labels)
-    return images.astype(jnp.float32), labels.astype(jnp.int32), masks
+    interp = _linear_interp_matrix(low, size)
+    coarse = rng.uniform(size=(n, low, low, channels)).astype(np.float32)
+    bg = np.einsum("ia,nabc,jb->nijc", interp, coarse, interp, optimize=True)  # bilinear upsampling
+    bg = np.clip(bg + 0.05 * rng.standard_normal(bg.shape, dtype=np.float32), 0.0, 1.0)
+    cols = rng.uniform(size=(n, 2, 1, 1, channels)).astype(np.float32) * 0.25
+    hi, lo = 1.0 - cols[:, 0], cols[:, 1]
+    pat = patterns[labels][..., None]
+    patches = pat * hi + (1.0 - pat) * lo
+    pos = rng.integers(0, size - p + 1, size=(n, 2))
+    masks = np.zeros((n, size, size), bool)
+    for i, (r, c) in enumerate(pos):
+        bg[i, r:r + p, c:c + p] = patches[i]
+        masks[i, r:r + p, c:c + p] = True
+    return bg.astype(np.float32), labels.astype(np.int32), masks
 
 
 # -------------------------------------------------------------------- load
 def load(source: str, *, split: str | None = None, n: int | None = None, size: Any = None,
-         channels: int | None = None, key: jax.Array | None = None, data_dir: str | None = None,
-         download: bool = True, **options: Any) -> Dataset:
+         channels: int | None = None, data_dir: str | None = None, download: bool = True,
+         key: jax.Array | None = None, **options: Any) -> Dataset:
     """Load images from any supported source as a :class:`Dataset`.
 
     Args:
       source: one of :data:`SOURCES`: ``"tfds:mnist"``, ``"folder:/path"``,
         ``"idx:/path/images[,/path/labels]"``, ``"digits"``,
-        ``"skimage[:astronaut,...]"``, ``"planted-patch"``, ``"samples:mnist"``.
+        ``"skimage[:astronaut,...]"``, ``"planted-patch:SEED"``, ``"samples:mnist"``.
+        ``"planted-patch:7"`` is ``planted_patch(jax.random.key(7), n)``;
+        ``"planted-patch"`` with ``key=`` is ``planted_patch(key, n)``.
       split: tfds split (``"train"``, ``"test"``, ``"train[:10%]"``...;
         default ``"train"``). Only tfds has splits; passing one for another
         source is an error rather than silently ignored.
@@ -506,8 +529,9 @@ def load(source: str, *, split: str | None = None, n: int | None = None, size: A
         for tfds datasets with images of varying size (e.g. imagenette).
         skimage photos are centre-cropped to the aspect ratio and default to 224.
       channels: convert to 1 (grey) or 3 (RGB) channels; default as stored.
-      key: PRNG key, required for ``planted-patch`` (the only random source).
       data_dir, download: forwarded to :func:`tfds.data_source`.
+      key: PRNG key of ``"planted-patch"`` (the only random source; give
+        either a key or a seed in the source string, never neither).
       **options: extra options of :func:`planted_patch` (``n_classes``,
         ``patch_size``).
 
@@ -534,10 +558,13 @@ def load(source: str, *, split: str | None = None, n: int | None = None, size: A
     if options and kind != "planted-patch":
         raise TypeError(f"load() got unexpected options {sorted(options)} for source {source!r}")
     if key is not None and kind != "planted-patch":
-        raise ValueError(f"key: only the planted-patch source is random; got key for {source!r}")
+        raise ValueError(f"key: only the planted-patch source is random; got a key for {source!r}")
+    if kind == "planted-patch" and (key is None) == (not arg):
+        raise ValueError("source: give the planted-patch generator a seed ('planted-patch:<seed>') "
+                         f"or a key (key=jax.random.key(...)), not {'both' if arg else 'neither'}")
     if kind in ("tfds", "folder", "idx") and not arg:
         raise ValueError(f"source: {kind!r} needs an argument, e.g. {SOURCES[valid_kinds.index(kind)]!r}")
-    if kind in ("digits", "planted-patch") and arg:
+    if kind == "digits" and arg:
         raise ValueError(f"source: {kind!r} takes no argument, got {source!r}")
 
     if kind == "tfds":
@@ -554,9 +581,12 @@ def load(source: str, *, split: str | None = None, n: int | None = None, size: A
     if kind == "samples":
         ds = samples(arg)
         return _finish(ds.images, ds.labels, ds.class_names, ds.masks, n=n, size=size, channels=channels)
-    # planted-patch
+    # planted-patch:SEED, or planted-patch with key=
     if key is None:
-        raise ValueError("key: the planted-patch source is random; pass key=jax.random.key(seed)")
+        try:
+            key = jax.random.key(int(arg))
+        except ValueError:
+            raise ValueError(f"source: expected 'planted-patch:<int seed>', got {source!r}") from None
     if n is None:
         raise ValueError("n: the planted-patch source needs n (the number of images to generate)")
     if size is not None and size[0] != size[1]:

@@ -12,7 +12,7 @@ style methods can reach it:
 followed by 2x2 max pooling; ``head`` is global average pooling followed by a
 small MLP. Global average pooling keeps the classifier location-invariant,
 which is what the planted-patch task needs, and keeps the parameter count low
-(about 65k for the default widths on 28x28x1 inputs).
+(about 110k for the default widths on 28x28x1 inputs).
 
 References:
   Y. LeCun, L. Bottou, Y. Bengio, P. Haffner. "Gradient-based learning applied
@@ -40,7 +40,7 @@ class SmallCNN(nn.Module):
     """
 
     num_classes: int = 10
-    widths: Sequence[int] = (32, 64, 64)
+    widths: Sequence[int] = (32, 64, 128)
     hidden: int = 128
 
     def setup(self):
