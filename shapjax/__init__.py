@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 def __getattr__(name):  # lazy heavy submodules (matplotlib, tfds, flax models)
     import importlib
 
-    if name in {"models", "data", "plot", "gradients", "metrics", "train", "adversarial", "compare", "cli"}:
+    if name in {"models", "data", "plot", "gradients", "metrics", "train", "adversarial", "compare", "cli", "jobs", "sanity"}:
         return importlib.import_module(f"shapjax.{name}")
     raise AttributeError(f"module 'shapjax' has no attribute {name!r}")
 
