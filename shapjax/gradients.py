@@ -26,35 +26,31 @@ Conventions
   statistics). A plain Python callable is compiled in as a constant; a pytree
   callable (e.g. ``jax.tree_util.Partial(apply, params)`` or a flax struct
   module) has its arrays passed as traced arguments, which is cheaper to
-  compile for big models. All functions can also be called inside ``jax.jit``.
+  compile for big models; a :class:`shapjax.models.Classifier` is passed as
+  ``Partial(clf.apply, clf.params)`` automatically. All functions can also be called inside ``jax.jit``.
 
-References:
-  Simonyan, Vedaldi & Zisserman (2013), Deep inside convolutional networks.
-  Shrikumar et al. (2016), Not just a black box (gradient x input).
-  Sundararajan, Taly & Yan (2017), Axiomatic attribution for deep networks.
-  Smilkov et al. (2017), SmoothGrad: removing noise by adding noise.
-  Lundberg & Lee (2017), A unified approach to interpreting model predictions.
-  Erion et al. (2021), Improving performance of deep learning models with
-  axiomatic attribution priors and expected gradients.
-  Selvaraju et al. (2017), Grad-CAM.
-  Zeiler & Fergus (2014), Visualizing and understanding convolutional networks.
+References: Simonyan et al. 2013; Shrikumar et al. 2016; Sundararajan et al.
+2017; Smilkov et al. 2017; Lundberg & Lee 2017; Erion et al. 2021; Selvaraju
+et al. 2017; Zeiler & Fergus 2014 (full citations on each function).
 """
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from shapjax._plumbing import (DEFAULT_BATCH_SIZE, _batch, _broadcast_image_like, _check_images,  # noqa: F401
+                               _check_key, _check_outputs, _check_pos_int, _join_fn, _map_chunks,
+                               _n_outputs, _pick, _split_fn, _sum_chunks)
+
 __all__ = [
     "PixelAttribution", "vanilla_gradient", "gradient_x_input", "integrated_gradients",
     "smoothgrad", "expected_gradients", "gradient_shap", "grad_cam", "occlusion",
 ]
-
-DEFAULT_BATCH_SIZE = 256  # model inputs per chunk when ``batch_size=None``
 
 
 @struct.dataclass
@@ -107,170 +103,7 @@ class PixelAttribution:
             h.reshape(-1), s.reshape(-1), num_segments=n_segments))(hm, seg)
 
 
-# ----------------------------------------------------------------------------- plumbing
-
-class _Static:
-    """Hashable handle on a callable, for jit's static arguments.
-
-    Hashable callables compare by their own ``==``; others by identity (the
-    handle keeps the callable alive, so an id is never reused while cached).
-    """
-
-    __slots__ = ("fn", "_key")
-
-    def __init__(self, fn):
-        self.fn = fn
-        try:
-            hash(fn)
-            self._key = ("hash", fn)
-        except TypeError:
-            owner, func = getattr(fn, "__self__", None), getattr(fn, "__func__", None)
-            self._key = ("id", id(owner), func) if func is not None else ("id", id(fn))
-
-    def __hash__(self):
-        return hash(self._key)
-
-    def __eq__(self, other):
-        return isinstance(other, _Static) and self._key == other._key
-
-
-def _split_fn(fn, name: str):
-    """Split a callable into (static, dynamic arrays): arrays of pytree callables are traced."""
-    if not callable(fn):
-        raise TypeError(f"{name}: expected a callable, got {type(fn).__name__}")
-    leaves, treedef = jax.tree_util.tree_flatten(fn)
-    if not all(isinstance(l, (jax.Array, np.ndarray)) for l in leaves):
-        return _Static(fn), ()  # a plain callable (or one holding non-array leaves)
-    try:
-        hash(treedef)
-    except TypeError:
-        return _Static(fn), ()
-    return treedef, tuple(leaves)
-
-
-def _join_fn(static, dynamic):
-    return static.fn if isinstance(static, _Static) else jax.tree_util.tree_unflatten(static, dynamic)
-
-
-def _check_images(images, name: str = "images") -> jax.Array:
-    dtype = getattr(images, "dtype", None)
-    if dtype is None:
-        images = np.asarray(images)
-        dtype = images.dtype
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"{name}: expected float images in [0, 1], got dtype {dtype}")
-    images = jnp.asarray(images)
-    if images.ndim != 4:
-        raise ValueError(f"{name}: expected shape [B, H, W, C], got {images.shape}")
-    return images
-
-
-def _check_key(key):
-    k = jnp.asarray(key) if not isinstance(key, jax.Array) else key
-    if jnp.issubdtype(k.dtype, jax.dtypes.prng_key):
-        if k.ndim != 0:
-            raise ValueError(f"key: expected a single PRNG key, got shape {k.shape}")
-    elif not (k.dtype == jnp.uint32 and k.shape == (2,)):
-        raise TypeError(f"key: expected a jax PRNG key (jax.random.key(0)), got {k.dtype}{k.shape}")
-    return k
-
-
-def _n_outputs(model_fn, images, name: str = "model_fn") -> int:
-    out = jax.eval_shape(model_fn, jax.ShapeDtypeStruct(images.shape, images.dtype))
-    if getattr(out, "ndim", None) != 2 or out.shape[0] != images.shape[0]:
-        raise ValueError(f"{name}: expected an output of shape [N, K] for N={images.shape[0]} "
-                         f"inputs, got {getattr(out, 'shape', type(out).__name__)}")
-    return out.shape[1]
-
-
-def _check_outputs(outputs, B: int, K: int):
-    """None, an int, or a ``[B]`` int array -> None or ``[B]`` int32."""
-    if outputs is None:
-        return None
-    o = jnp.asarray(outputs)
-    if not jnp.issubdtype(o.dtype, jnp.integer):
-        raise TypeError(f"outputs: expected int output indexes, got dtype {o.dtype}")
-    if o.ndim == 0:
-        o = jnp.full((B,), o)
-    if o.shape != (B,):
-        raise ValueError(f"outputs: expected an int or shape [{B}], got {o.shape}")
-    if not isinstance(o, jax.core.Tracer):
-        lo, hi = int(o.min()), int(o.max())
-        if lo < 0 or hi >= K:
-            raise ValueError(f"outputs: indexes must lie in [0, {K}), got range [{lo}, {hi}]")
-    return o.astype(jnp.int32)
-
-
-def _broadcast_image_like(value, images, name: str) -> jax.Array:
-    """A scalar, ``[H, W, C]``/``[C]`` or ``[B, H, W, C]`` -> ``[B, H, W, C]``."""
-    v = jnp.asarray(value, images.dtype)
-    try:
-        return jnp.broadcast_to(v, images.shape)
-    except ValueError:
-        raise ValueError(f"{name}: expected a scalar or an array broadcastable to "
-                         f"{images.shape}, got shape {v.shape}") from None
-
-
-def _check_pos_int(v, name: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name}: expected a positive int, got {v!r}")
-    return int(v)
-
-
-def _batch(batch_size) -> int:
-    return DEFAULT_BATCH_SIZE if batch_size is None else _check_pos_int(batch_size, "batch_size")
-
-
-def _chunks(xs, bs: int):
-    """Pad the leading axis of every leaf of ``xs`` to a multiple of ``bs`` and reshape."""
-    n = jax.tree_util.tree_leaves(xs)[0].shape[0]
-    bs = max(1, min(bs, n))
-    n_chunks = -(-n // bs)
-    pad = n_chunks * bs - n
-
-    def f(a):
-        if pad:
-            a = jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)])
-        return a.reshape(n_chunks, bs, *a.shape[1:])
-
-    return n, n_chunks, bs, jax.tree_util.tree_map(f, xs)
-
-
-def _map_chunks(fn: Callable, xs, batch_size: int):
-    """``fn`` over the leading axis of ``xs``, ``batch_size`` rows per call (lax.map)."""
-    n, n_chunks, bs, xs_c = _chunks(xs, batch_size)
-    if n_chunks == 1:
-        return fn(jax.tree_util.tree_map(lambda a: a[0, :n], xs_c))
-    out = jax.lax.map(fn, xs_c)
-    return jax.tree_util.tree_map(lambda a: a.reshape(n_chunks * bs, *a.shape[2:])[:n], out)
-
-
-def _sum_chunks(fn: Callable, xs, batch_size: int, init: jax.Array) -> jax.Array:
-    """``init.at[idx].add(contrib)`` over chunks, where ``fn(chunk) -> (idx, contrib)``.
-
-    Only one chunk of contributions is alive at a time (lax.scan).
-    """
-    n, n_chunks, bs, xs_c = _chunks(xs, batch_size)
-    valid = (jnp.arange(n_chunks * bs) < n).reshape(n_chunks, bs)
-
-    def body(acc, inp):
-        chunk, ok = inp
-        idx, c = fn(chunk)
-        c = jnp.where(ok.reshape((-1,) + (1,) * (c.ndim - 1)), c, 0)
-        return acc.at[idx].add(c), None
-
-    if n_chunks == 1:
-        return body(init, (jax.tree_util.tree_map(lambda a: a[0], xs_c), valid[0]))[0]
-    return jax.lax.scan(body, init, (xs_c, valid))[0]
-
-
-def _predict(model_fn, images, batch_size: int) -> jax.Array:
-    return _map_chunks(model_fn, images, batch_size)
-
-
-def _pick(out, k):
-    return jnp.take_along_axis(out, k[:, None], axis=1)[:, 0]
-
+# ----------------------------------------------------------------------------- gradient plumbing
 
 def _grad_fn(model_fn):
     """``(x [n,H,W,C], k [n]) -> d model_fn(x)[i, k_i] / d x``."""
@@ -279,13 +112,13 @@ def _grad_fn(model_fn):
 
 def _resolve_outputs(model_fn, images, outputs, bs):
     if outputs is None:
-        return jnp.argmax(_predict(model_fn, images, bs), axis=-1).astype(jnp.int32)
+        return jnp.argmax(_map_chunks(model_fn, images, bs), axis=-1).astype(jnp.int32)
     return outputs
 
 
-def _prepare(model_fn, images, outputs, name="model_fn"):
+def _prepare(model_fn, images, outputs):
     images = _check_images(images)
-    K = _n_outputs(model_fn, images, name)
+    K = _n_outputs(model_fn, images)
     return images, _check_outputs(outputs, images.shape[0], K)
 
 
@@ -380,7 +213,7 @@ def _ig_impl(fs, fd, images, outputs, baseline, steps, rule, bs):
 
     avg_grad = _sum_chunks(contrib, (b_idx, a, wt), bs, jnp.zeros_like(images))
     maps = avg_grad * (images - baseline)
-    ends = _predict(model_fn, jnp.concatenate([images, baseline]), bs)
+    ends = _map_chunks(model_fn, jnp.concatenate([images, baseline]), bs)
     kk = jnp.concatenate([k, k])
     f = _pick(ends, kk)
     gap = jnp.abs(maps.reshape(B, -1).sum(-1) - (f[:B] - f[B:]))
@@ -491,8 +324,8 @@ def _eg_impl(key, fs, fd, images, background, outputs, noise_std, n, bs):
         return b, _grad_fn(model_fn)(xi, k[b]) * (x - ref) / n
 
     maps = _sum_chunks(contrib, jnp.arange(B * n), bs, jnp.zeros_like(images))
-    f_x = _pick(_predict(model_fn, images, bs), k)
-    f_bg = _predict(model_fn, background, bs).mean(0)  # [K]
+    f_x = _pick(_map_chunks(model_fn, images, bs), k)
+    f_bg = _map_chunks(model_fn, background, bs).mean(0)  # [K]
     gap = jnp.abs(maps.reshape(B, -1).sum(-1) - (f_x - f_bg[k]))
     return PixelAttribution(maps=maps, output_indexes=k, completeness_gap=gap,
                             method="expected_gradients")
@@ -633,7 +466,7 @@ def _occlusion_impl(fs, fd, images, outputs, baseline, window, stride, bs):
     rmask = (np.arange(H)[None] >= r0[:, None]) & (np.arange(H)[None] < r0[:, None] + wh)  # [R,H]
     cmask = (np.arange(W)[None] >= c0[:, None]) & (np.arange(W)[None] < c0[:, None] + ww)  # [Cn,W]
     k = _resolve_outputs(model_fn, images, outputs, bs)
-    f_x = _pick(_predict(model_fn, images, bs), k)
+    f_x = _pick(_map_chunks(model_fn, images, bs), k)
     rm, cm = jnp.asarray(rmask), jnp.asarray(cmask)
 
     def drop(i):

@@ -35,9 +35,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shapjax.gradients import (_batch, _broadcast_image_like, _check_images, _check_key,
+from shapjax._plumbing import (_batch, _broadcast_image_like, _check_images, _check_key,
                                _check_outputs, _check_pos_int, _join_fn, _map_chunks,
-                               _n_outputs, _pick, _predict, _split_fn)
+                               _n_outputs, _pick, _split_fn)
 
 __all__ = [
     "Curve", "deletion", "insertion", "gaussian_blur", "faithfulness_correlation",
@@ -197,7 +197,7 @@ def _curve_impl(fs, fd, images, start, target, scores, outputs, counts, probs, b
     n_pix = H * W
     k = outputs
     if k is None:  # the class predicted on the original images
-        k = jnp.argmax(_predict(model_fn, images, bs), -1)
+        k = jnp.argmax(_map_chunks(model_fn, images, bs), -1)
     rank = _pixel_rank(scores.reshape(B, n_pix))
     S = len(counts)
     n_k = jnp.asarray(np.asarray(counts, np.int32))
@@ -288,6 +288,8 @@ def insertion(model_fn, images, attributions, *, outputs=None, segments=None, n_
     images, outputs = _resolve(model_fn, images, outputs, default_k)
     px = jnp.take_along_axis(scores, ids.reshape(ids.shape[0], -1), axis=1)
     counts = tuple(int(c) for c in _schedule(images.shape[1] * images.shape[2], n_steps, step_size))
+    if blur_sigma is not None and (not np.isfinite(blur_sigma) or blur_sigma <= 0):
+        raise ValueError(f"blur_sigma: expected a positive float or None, got {blur_sigma!r}")
     start = (_broadcast_image_like(baseline, images, "baseline") if blur_sigma is None
              else gaussian_blur(images, blur_sigma))
     fs, fd = _split_fn(model_fn, "model_fn")
@@ -300,7 +302,8 @@ def _pearson(a, b, axis=-1):
     a = a - a.mean(axis, keepdims=True)
     b = b - b.mean(axis, keepdims=True)
     den = jnp.sqrt((a * a).sum(axis) * (b * b).sum(axis))
-    return jnp.where(den > 0, (a * b).sum(axis) / jnp.where(den > 0, den, 1.0), 0.0)
+    r = (a * b).sum(axis) / jnp.where(den > 0, den, 1.0)
+    return jnp.where(den > 0, jnp.clip(r, -1.0, 1.0), 0.0)
 
 
 @functools.partial(jax.jit, static_argnames=("fs", "n_feat", "n", "s", "softmax", "bs"))
@@ -314,8 +317,8 @@ def _faith_impl(key, fs, fd, images, base, scores, ids, outputs, n_feat, n, s, s
 
     k = outputs
     if k is None:
-        k = jnp.argmax(_predict(model_fn, images, bs), -1)
-    f_x = _pick(_predict(f, images, bs), k)
+        k = jnp.argmax(_map_chunks(model_fn, images, bs), -1)
+    f_x = _pick(_map_chunks(f, images, bs), k)
 
     def one(i):
         b = i // n
