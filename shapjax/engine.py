@@ -59,6 +59,18 @@ def check_int(value, name: str, minimum: int) -> int:
     return int(value)
 
 
+def check_budget(est, n_players: int, n_evals: int, players: str) -> None:
+    """Raise a ValueError naming the minimum when ``n_evals`` is below the estimator's need."""
+    need = est.min_evals(n_players)
+    if n_evals < need:
+        raise ValueError(
+            f"n_evals={n_evals} is too small for method={est.name!r} with {players}: "
+            f"it needs at least {need} evaluations (the empty and full coalitions included)"
+        )
+    if est.name == "exact":
+        est.design(None, n_players, n_evals)  # raises above the enumeration limit
+
+
 def is_traced(x) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
 
@@ -128,14 +140,7 @@ def shapley(
     M = check_int(n_players, "n_players", 1)
     est = get_estimator(method)
     n_evals = check_int(n_evals, "n_evals", 1)
-    need = est.min_evals(M)
-    if n_evals < need:
-        raise ValueError(
-            f"n_evals={n_evals} is too small for method={method!r} with n_players={M}: "
-            f"it needs at least {need} evaluations (the empty and full coalitions included)"
-        )
-    if method == "exact":
-        est.design(None, M, n_evals)  # raises above the enumeration limit
+    check_budget(est, M, n_evals, f"n_players={M}")
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", 1)
     bs = batch_size or auto_batch_size(max(n_evals, 2**M if method == "exact" else 0), M)

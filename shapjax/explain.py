@@ -96,7 +96,7 @@ import numpy as np  # noqa: E402
 
 from kernels.masking import compose_rows  # noqa: E402
 
-from shapjax.engine import check_int, check_key, is_traced  # noqa: E402
+from shapjax.engine import check_budget, check_int, check_key, is_traced  # noqa: E402
 from shapjax.estimators import get_estimator  # noqa: E402
 from shapjax.estimators.partition import Tree, balanced_tree, schedule, spatial_tree  # noqa: E402
 from shapjax.games import auto_batch_size  # noqa: E402
@@ -370,14 +370,7 @@ def explain(
     else:
         seg_arr = segments
     seg, M = check_segments(seg_arr, images, n_segments=n_segments)
-    need = est.min_evals(M)
-    if n_evals < need:
-        raise ValueError(
-            f"n_evals={n_evals} is too small for method={method!r} with {M} segments: "
-            f"it needs at least {need} evaluations (the empty and full coalitions included)"
-        )
-    if method == "exact":
-        est.design(None, M, n_evals)  # raises above the enumeration limit
+    check_budget(est, M, n_evals, f"{M} segments")
     n_classes = _model_classes(model_fn, H, W, C)
     out_mode, k, out_idx = _parse_outputs(outputs, n_classes, B)
     if batch_size is not None:
