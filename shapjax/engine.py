@@ -75,7 +75,7 @@ def is_traced(x) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
 
 
-def run_design(est, key, n_players, n_evals, eval_fn, solve_active=None):
+def _run_design(est, key, n_players, n_evals, eval_fn, *, solve_active=None):
     """Design, evaluate (empty and full first), solve: the non-adaptive pipeline for one game."""
     d = est.design(key, n_players, n_evals)
     M = n_players
@@ -95,7 +95,7 @@ def _shapley_impl(key, tree, *, value_fn, n_players, method, n_evals, batch_size
         return (V[1] - V[0])[None], None, V[0], V[1]
     if est.estimate is not None:
         return est.estimate(key, eval_fn, M, n_evals, tree=tree, ks=ks)
-    return run_design(est, key, M, n_evals, eval_fn)
+    return _run_design(est, key, M, n_evals, eval_fn)
 
 
 def shapley(

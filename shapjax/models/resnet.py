@@ -157,13 +157,13 @@ class ResNet(nn.Module):
         return self.head(self.features(x, train))
 
 
-def ResNet18(num_classes: int = 10, stem: str = "cifar", width: int = 64) -> ResNet:
+def ResNet18(num_classes: int = 10, *, stem: str = "cifar", width: int = 64) -> ResNet:
     """ResNet-18 module (basic blocks, 2-2-2-2)."""
     return ResNet(stage_sizes=(2, 2, 2, 2), block="basic", num_classes=num_classes,
                   stem=stem, width=width)
 
 
-def ResNet50(num_classes: int = 1000, stem: str = "imagenet", width: int = 64) -> ResNet:
+def ResNet50(num_classes: int = 1000, *, stem: str = "imagenet", width: int = 64) -> ResNet:
     """ResNet-50 module (bottleneck blocks, 3-4-6-3)."""
     return ResNet(stage_sizes=(3, 4, 6, 3), block="bottleneck", num_classes=num_classes,
                   stem=stem, width=width)
