@@ -71,6 +71,20 @@ def check_budget(est, n_players: int, n_evals: int, players: str) -> None:
         est.design(None, n_players, n_evals)  # raises above the enumeration limit
 
 
+def raise_not_finite(what: str, v0, v1, method: str, n_evals: int):
+    """Explain why estimates are not finite: the game's values, or a singular estimator."""
+    ends_ok = bool(jnp.all(jnp.isfinite(v0))) and bool(jnp.all(jnp.isfinite(v1)))
+    if ends_ok:
+        raise ValueError(
+            f"the estimates of method={method!r} are not finite with n_evals={n_evals}: either {what} returned "
+            "NaN or infinite values on some coalitions, or the budget is too small for the design; "
+            "check the outputs on masked inputs or raise n_evals"
+        )
+    raise ValueError(
+        f"{what} returned NaN or infinite values: v(empty)={np.asarray(v0)}, v(all)={np.asarray(v1)}"
+    )
+
+
 def is_traced(x) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
 
@@ -161,8 +175,5 @@ def shapley(
         std = None if std is None else std[:, 0]
     res = ShapleyResult(phi, v0, v1, std, n_evals=int(used), method=method)
     if not is_traced(phi) and not bool(jnp.all(jnp.isfinite(phi))):
-        raise ValueError(
-            "value_fn returned NaN or infinite values: the estimates are not finite "
-            f"(v(empty)={np.asarray(v0)}, v(all)={np.asarray(v1)})"
-        )
+        raise_not_finite("value_fn", v0, v1, method, n_evals)
     return res

@@ -96,7 +96,7 @@ import numpy as np  # noqa: E402
 
 from kernels.masking import compose_rows  # noqa: E402
 
-from shapjax.engine import check_budget, check_int, check_key, is_traced  # noqa: E402
+from shapjax.engine import check_budget, check_int, check_key, is_traced, raise_not_finite  # noqa: E402
 from shapjax.estimators import get_estimator  # noqa: E402
 from shapjax.estimators.partition import Tree, balanced_tree, schedule, spatial_tree  # noqa: E402
 from shapjax.games import auto_batch_size  # noqa: E402
@@ -234,11 +234,15 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
         out_idx = jnp.broadcast_to(jnp.arange(k, dtype=jnp.int32)[None], (B, k))
 
     if est.estimate is not None:  # adaptive (partition): one game per image
+        # vmap over the B games multiplies each model call by B: keep calls
+        # at about batch_size composed images in all.
+        per_game = max(1, batch_size // B)
+
         def one(b, tree):
             def eval_fn(Z):
                 n = Z.shape[0]
                 fn = lambda rows: _compose_eval(model_fn, images, repl, seg, out_idx, jnp.full_like(rows, b), Z[rows])  # noqa: E731
-                return _chunked(fn, n, batch_size, progress)
+                return _chunked(fn, n, per_game, progress)
 
             phi, std, v0, v1 = est.estimate(None, eval_fn, M, n_evals, tree=tree, ks=ks)
             return phi, v0, v1
@@ -418,7 +422,7 @@ def explain(
             _Progress.bar.close()
             _Progress.bar = None
     if not is_traced(phi) and not bool(jnp.all(jnp.isfinite(phi))):
-        raise ValueError("model_fn returned NaN or infinite outputs on masked images: the attributions are not finite")
+        raise_not_finite("model_fn", v0, v1, method, n_evals)
     return Explanation(
         values=phi, base_values=v0, full_values=v1, std=std, segments=jnp.asarray(seg), images=images,
         output_indexes=out_idx, method=method, masker=masker.describe(), n_evals=int(used),

@@ -20,11 +20,26 @@ import numpy as np
 ValueFn = Callable[[jax.Array], jax.Array]
 
 
-def auto_batch_size(n_rows: int, row_cost: int = 1, *, budget: int = 1 << 22) -> int:
-    """Pick a chunk size: at most ``budget`` elements of work per chunk, a power of two, <= n_rows."""
+def auto_batch_size(n_rows: int, row_cost: int = 1, *, budget: int | None = None) -> int:
+    """Pick a chunk size: at most ``budget`` elements of work per chunk, a power of two, <= n_rows.
+
+    The default budget depends on the backend: ``2**22`` elements on
+    accelerators (large chunks keep a GPU busy), ``2**18`` on CPU with at
+    least 16 rows per chunk. On CPU, chunks whose activations overflow the
+    caches run slower per image: in ``explain`` the 28x28 small CNN ran 2-2.5x
+    slower with chunks of 512-2048 images (2048 was the old ``2**22``
+    default) than with 128-256, and ResNet-18 at 32x32 ran ~15% slower with
+    chunks of 128-512 than with 16-64 while its memory grew 3x (the chunk-size
+    table of ``benchmarks/results/SUMMARY.md``).
+    """
     n_rows = max(int(n_rows), 1)
+    min_rows = 1
+    if budget is None:
+        cpu = jax.default_backend() == "cpu"
+        budget = (1 << 18) if cpu else (1 << 22)
+        min_rows = 16 if cpu else 1
     bs = max(1, budget // max(int(row_cost), 1))
-    bs = 1 << (bs.bit_length() - 1)
+    bs = max(1 << (bs.bit_length() - 1), min_rows)
     return int(min(bs, 1 << (n_rows - 1).bit_length(), 4096))
 
 

@@ -116,7 +116,9 @@ def used_evals(M, n_evals, **options):
 
 ESTIMATOR = Estimator(
     name="leverage",
-    min_evals=lambda M: M + 2,
+    # k paired samples span at most k + 1 directions: the constrained regression
+    # needs k >= M - 1 pairs, i.e. 2M evaluations with the empty and full ones.
+    min_evals=lambda M: 2 * M,
     used_evals=used_evals,
     design=design,
     solve=regression.solve,
