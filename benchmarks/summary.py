@@ -11,10 +11,10 @@ def why_slower(case: dict, p: dict, batched: bool = False) -> str:
     ours = case["shapjax"][p["shapjax_method"]]
     reasons = []
     if batched and p["shapjax_method"] == "partition":
-        reasons.append(f"shapjax's partition path vmaps one adaptive game per image, so each model call carries "
-                       f"B x chunk = {ours.get('batched_B')} x {ours['batch_size']} images, a chunk size this CPU runs "
-                       "about 2x slower per image than the default chunk (see the chunk-size table above); at B=1 "
-                       "it is faster than the peer")
+        reasons.append("shapjax's partition path is adaptive: each image is its own game, refined level by level "
+                       "(no design shared across the batch), so explaining B images together adds per-level "
+                       "bookkeeping (top-k over the open tasks, their masks) and short model calls instead of "
+                       "saving work; at B=1 it is faster than the peer")
     if p["model_images"][0] < ours["evals_per_image"]:
         reasons.append(f"it evaluated fewer images ({p['model_images'][0]} against {ours['evals_per_image']})")
     share = case["model_cost_s"] / max(p["median_s"], 1e-9)
@@ -218,6 +218,11 @@ def write_summary(out_dir=RESULTS_DIR, *, quick: bool = False) -> Path:
         L += peers_section(rec)
     for rec in res["accuracy"]:
         L += accuracy_section(rec)
+    L += ["## Other results in this folder", "",
+          "- [`engine_accuracy.md`](engine_accuracy.md): every estimator against exact enumeration on M = 16 player "
+          "games (`python -m benchmarks.engine_accuracy`).",
+          "- [`assumptions.md`](assumptions.md): maskers and segmentations compared (`python -m benchmarks.assumptions`); "
+          "reading in [`docs/assumptions.md`](../../docs/assumptions.md).", ""]
     path = Path(out_dir) / ("SUMMARY_quick.md" if quick else "SUMMARY.md")
     path.write_text("\n".join(L).rstrip() + "\n")
     return path

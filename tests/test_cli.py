@@ -348,3 +348,17 @@ def test_readme_lists_every_method_and_keeps_the_benchmark_markers():
     assert text.index("<!-- BENCH:START -->") < text.index("<!-- BENCH:END -->")
     for png in ("docs/demo_mnist.png", "docs/demo_planted_patch.png"):
         assert f"]({png})" in text and 0 < (ROOT / png).stat().st_size < 300_000
+
+
+def test_readme_game_example_runs(tmp_path, monkeypatch):
+    text = _readme()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    game = [b for b in blocks if "shapjax.shapley" in b]
+    assert game, "README has a shapjax.shapley example"
+    monkeypatch.chdir(tmp_path)
+    ns = {}
+    exec(compile(game[0], "README.md", "exec"), ns)
+    res = ns["res"]
+    import numpy as np
+
+    np.testing.assert_allclose(float(res.values.sum()), float(res.full_value - res.base_value), atol=1e-5)
