@@ -113,10 +113,11 @@ def prec_at_k(est: np.ndarray, exact: np.ndarray, k: int = 5) -> float:
 
 
 def _grid_tree(rows: int, cols: int, M: int):
-    from shapjax.estimators.partition import spatial_tree
+    from shapjax.estimators.partition import Tree
+    from shapjax.segment import partition_tree
 
-    cy, cx = np.divmod(np.arange(M), cols)
-    return spatial_tree(np.stack([cy, cx], 1).astype(np.float64))
+    t = partition_tree(np.arange(M).reshape(rows, cols))  # one pixel per grid cell: same spatial hierarchy
+    return Tree(t.left, t.right, t.members)
 
 
 # --------------------------------------------------------------------------- estimators

@@ -98,10 +98,10 @@ from kernels.masking import compose_rows  # noqa: E402
 
 from shapjax.engine import check_budget, check_int, check_key, is_traced, raise_not_finite  # noqa: E402
 from shapjax.estimators import get_estimator  # noqa: E402
-from shapjax.estimators.partition import Tree, balanced_tree, schedule, spatial_tree  # noqa: E402
+from shapjax.estimators.partition import Tree, balanced_tree, schedule  # noqa: E402
 from shapjax.games import auto_batch_size  # noqa: E402
 from shapjax.maskers import Masker  # noqa: E402
-from shapjax.segment import Segmenter, check_segments  # noqa: E402
+from shapjax.segment import Segmenter, check_segments, partition_tree  # noqa: E402
 
 Outputs = Union[None, int, Sequence[int], str, jax.Array]
 
@@ -287,16 +287,9 @@ def split_model(model_fn):
 
 
 def _trees(seg: np.ndarray, M: int) -> Tree:
-    trees = []
-    for s in seg:
-        ids = s.reshape(-1)
-        H, W = s.shape
-        yy, xx = np.divmod(np.arange(H * W), W)
-        cnt = np.bincount(ids, minlength=M).astype(np.float64)
-        cy = np.bincount(ids, weights=yy, minlength=M) / np.maximum(cnt, 1)
-        cx = np.bincount(ids, weights=xx, minlength=M) / np.maximum(cnt, 1)
-        trees.append(spatial_tree(np.stack([cy, cx], 1)))
-    return Tree(*(np.stack([t[i] for t in trees]) for i in range(3)))
+    """One spatial hierarchy per image (:func:`shapjax.segment.partition_tree`), stacked."""
+    ts = [partition_tree(s, n_segments=M) for s in seg]
+    return Tree(*(np.stack([getattr(t, f) for t in ts]) for f in ("left", "right", "members")))
 
 
 def explain(

@@ -42,7 +42,8 @@ from shapjax.estimators.base import Estimator
 
 
 class Tree(NamedTuple):
-    """Binary hierarchy over ``M`` players.
+    """Binary hierarchy over ``M`` players (for images see
+    :func:`shapjax.segment.partition_tree`, which has the same layout).
 
     Nodes ``0..M-1`` are the leaves (player ids), internal nodes are
     ``M..2M-2`` and the root is ``2M-2``. ``left[i]``/``right[i]`` are the
@@ -78,24 +79,6 @@ def balanced_tree(n_players: int) -> Tree:
     """Recursive halving of players ``0..M-1`` in index order."""
     M = int(n_players)
     return _build(lambda it: (it[: len(it) // 2], it[len(it) // 2 :]), np.arange(M), M)
-
-
-def spatial_tree(centroids) -> Tree:
-    """Recursive median split of players by their 2-D ``centroids [M, 2]`` along the wider axis.
-
-    Splits ``n`` players into ``n // 2`` and ``n - n // 2``, so the depth
-    profile is that of :func:`balanced_tree` with the same ``M``.
-    """
-    c = np.asarray(centroids, np.float64)
-    M = c.shape[0]
-
-    def split(items):
-        pts = c[items]
-        axis = int(np.argmax(pts.max(0) - pts.min(0)))
-        order = items[np.argsort(pts[:, axis], kind="stable")]
-        return order[: len(items) // 2], order[len(items) // 2 :]
-
-    return _build(split, np.arange(M), M)
 
 
 def _internal_per_depth(tree: Tree, M: int):
