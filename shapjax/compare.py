@@ -48,7 +48,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from typing import Any, NamedTuple, Sequence
 
@@ -265,18 +264,9 @@ class CompareResult:
 
 
 def _atomic_write(path, text: str) -> str:
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp) if os.path.exists(tmp) else None
-        raise
-    return path
+    from shapjax._plumbing import atomic_write
+
+    return atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _nan_to_none(x):

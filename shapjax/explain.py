@@ -88,7 +88,6 @@ class Explanation:
 # The facade.
 # ---------------------------------------------------------------------------
 
-import math  # noqa: E402
 from functools import partial  # noqa: E402
 from typing import Callable, Optional, Sequence, Union  # noqa: E402
 

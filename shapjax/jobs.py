@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from shapjax._plumbing import atomic_write
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 DATA_PREFIXES = ("tfds:", "samples:")
@@ -192,17 +192,7 @@ def read_inputs(inputs, input_shape, *, resize: bool = True, class_names=None, l
 
 def _atomic_write(path: Path, write) -> Path:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then ``os.replace`` it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return Path(atomic_write(path, write))
 
 
 def write_json(path: Path, obj) -> Path:

@@ -20,7 +20,6 @@ References:
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -330,21 +329,11 @@ def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 150) -> str:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
     FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="." + fmt)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=fmt, dpi=dpi)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    from shapjax._plumbing import atomic_write
+
+    return atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi))
 
 
 def save_image_plot(explanation: Any, path: str | os.PathLike, *, dpi: int = 150, **kwargs) -> str:
