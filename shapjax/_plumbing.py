@@ -199,3 +199,15 @@ def atomic_write(path, write) -> str:
             os.unlink(tmp)
         raise
     return path
+
+
+def _pixel_segments(segments, B: int, H: int, W: int):
+    """Segment ids as ``[B, H, W]`` ints (``[H, W]`` is broadcast); clear errors otherwise."""
+    seg = jnp.asarray(segments)
+    if not jnp.issubdtype(seg.dtype, jnp.integer):
+        raise TypeError(f"segments: expected an int array, got dtype {seg.dtype}")
+    if seg.shape == (H, W):
+        seg = jnp.broadcast_to(seg, (B, H, W))
+    if seg.shape != (B, H, W):
+        raise ValueError(f"segments: expected shape {(B, H, W)} or {(H, W)}, got {seg.shape}")
+    return seg

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from shapjax._plumbing import (DEFAULT_BATCH_SIZE, _batch, _broadcast_image_like, _check_images,  # noqa: F401
+from shapjax._plumbing import (DEFAULT_BATCH_SIZE, _batch, _pixel_segments, _broadcast_image_like, _check_images,  # noqa: F401
                                _check_key, _check_outputs, _check_pos_int, _join_fn, _map_chunks,
                                _n_outputs, _pick, _split_fn, _sum_chunks)
 
@@ -88,13 +88,7 @@ class PixelAttribution:
         """
         hm = self.heatmap()
         B, H, W = hm.shape
-        seg = jnp.asarray(segments)
-        if not jnp.issubdtype(seg.dtype, jnp.integer):
-            raise TypeError(f"segments: expected an int array, got dtype {seg.dtype}")
-        if seg.shape == (H, W):
-            seg = jnp.broadcast_to(seg, (B, H, W))
-        if seg.shape != (B, H, W):
-            raise ValueError(f"segments: expected shape {(B, H, W)} or {(H, W)}, got {seg.shape}")
+        seg = _pixel_segments(segments, B, H, W)
         if n_segments is None:
             if isinstance(seg, jax.core.Tracer):
                 raise ValueError("n_segments: required when segments is traced (under jax.jit)")

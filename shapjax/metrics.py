@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shapjax._plumbing import (_batch, _broadcast_image_like, _check_images, _check_key,
+from shapjax._plumbing import (_batch, _pixel_segments, _broadcast_image_like, _check_images, _check_key,
                                _check_outputs, _check_pos_int, _join_fn, _map_chunks,
                                _n_outputs, _pick, _split_fn)
 
@@ -118,13 +118,7 @@ def _features(attributions, segments, images_shape):
                              f"segments=), got shape {a.shape}")
         ids = jnp.broadcast_to(jnp.arange(H * W, dtype=jnp.int32).reshape(H, W), (B, H, W))
         return a.reshape(B, H * W), ids, H * W, outs
-    seg = jnp.asarray(segments)
-    if not jnp.issubdtype(seg.dtype, jnp.integer):
-        raise TypeError(f"segments: expected an int array, got dtype {seg.dtype}")
-    if seg.shape == (H, W):
-        seg = jnp.broadcast_to(seg, (B, H, W))
-    if seg.shape != (B, H, W):
-        raise ValueError(f"segments: expected shape {(B, H, W)} or {(H, W)}, got {seg.shape}")
+    seg = _pixel_segments(segments, B, H, W)
     if a.ndim != 2 or a.shape[0] != B:
         raise ValueError(f"attributions: with segments=, expected per-segment values [B={B}, M],"
                          f" got shape {a.shape}")
@@ -216,6 +210,17 @@ def _curve_impl(fs, fd, images, start, target, scores, outputs, counts, probs, b
     return Curve(curves=curves, auc=auc, fractions=fr)
 
 
+def _curve_inputs(model_fn, images, attributions, outputs, segments, n_steps, step_size):
+    """Shared set-up of the deletion/insertion curves: checked images, explained outputs,
+    per-pixel scores ``[B, HW]`` and the static number of pixels changed at each step."""
+    images = _check_images(images)
+    scores, ids, _, default_k = _features(attributions, segments, images.shape)
+    images, outputs = _resolve(model_fn, images, outputs, default_k)
+    px = jnp.take_along_axis(scores, ids.reshape(ids.shape[0], -1), axis=1)
+    counts = tuple(int(c) for c in _schedule(images.shape[1] * images.shape[2], n_steps, step_size))
+    return images, outputs, px, counts
+
+
 def deletion(model_fn, images, attributions, *, outputs=None, segments=None, n_steps=None,
              step_size=None, baseline=0.0, probs: bool = False, batch_size=None) -> Curve:
     r"""Deletion curve and AUC (Petsiuk et al. 2018; lower is better).
@@ -250,11 +255,7 @@ def deletion(model_fn, images, attributions, *, outputs=None, segments=None, n_s
     References:
       Petsiuk, Das & Saenko (2018), RISE, BMVC.
     """
-    images = _check_images(images)
-    scores, ids, _, default_k = _features(attributions, segments, images.shape)
-    images, outputs = _resolve(model_fn, images, outputs, default_k)
-    px = jnp.take_along_axis(scores, ids.reshape(ids.shape[0], -1), axis=1)
-    counts = tuple(int(c) for c in _schedule(images.shape[1] * images.shape[2], n_steps, step_size))
+    images, outputs, px, counts = _curve_inputs(model_fn, images, attributions, outputs, segments, n_steps, step_size)
     base = _broadcast_image_like(baseline, images, "baseline")
     fs, fd = _split_fn(model_fn, "model_fn")
     return _curve_impl(fs, fd, images, images, base, px, outputs, counts, bool(probs), _batch(batch_size))
@@ -283,11 +284,7 @@ def insertion(model_fn, images, attributions, *, outputs=None, segments=None, n_
     References:
       Petsiuk, Das & Saenko (2018), RISE, BMVC.
     """
-    images = _check_images(images)
-    scores, ids, _, default_k = _features(attributions, segments, images.shape)
-    images, outputs = _resolve(model_fn, images, outputs, default_k)
-    px = jnp.take_along_axis(scores, ids.reshape(ids.shape[0], -1), axis=1)
-    counts = tuple(int(c) for c in _schedule(images.shape[1] * images.shape[2], n_steps, step_size))
+    images, outputs, px, counts = _curve_inputs(model_fn, images, attributions, outputs, segments, n_steps, step_size)
     if blur_sigma is not None and (not np.isfinite(blur_sigma) or blur_sigma <= 0):
         raise ValueError(f"blur_sigma: expected a positive float or None, got {blur_sigma!r}")
     start = (_broadcast_image_like(baseline, images, "baseline") if blur_sigma is None
