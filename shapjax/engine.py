@@ -89,12 +89,16 @@ def is_traced(x) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
 
 
+def with_ends(coalitions):
+    """Prepend the empty and full coalitions (rows 0 and 1) to a design ``[N, M]``."""
+    M = coalitions.shape[1]
+    return jnp.concatenate([jnp.zeros((1, M), bool), jnp.ones((1, M), bool), coalitions])
+
+
 def _run_design(est, key, n_players, n_evals, eval_fn, *, solve_active=None):
     """Design, evaluate (empty and full first), solve: the non-adaptive pipeline for one game."""
     d = est.design(key, n_players, n_evals)
-    M = n_players
-    Z = jnp.concatenate([jnp.zeros((1, M), bool), jnp.ones((1, M), bool), d.coalitions])
-    V = eval_fn(Z)
+    V = eval_fn(with_ends(d.coalitions))
     phi, std = est.solve(d, V[2:], V[0], V[1], solve_active)
     return phi, std, V[0], V[1]
 

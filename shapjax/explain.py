@@ -95,7 +95,7 @@ import numpy as np  # noqa: E402
 
 from kernels.masking import compose_rows  # noqa: E402
 
-from shapjax.engine import check_budget, check_int, check_key, is_traced, raise_not_finite  # noqa: E402
+from shapjax.engine import check_budget, check_int, check_key, is_traced, raise_not_finite, with_ends  # noqa: E402
 from shapjax.estimators import get_estimator  # noqa: E402
 from shapjax.estimators.partition import Tree, balanced_tree, schedule  # noqa: E402
 from shapjax.games import auto_batch_size  # noqa: E402
@@ -224,8 +224,8 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
     M = n_segments
     B = images.shape[0]
     repl = masker.replacement(images, seg, M)
-    if repl.shape[0] == B and B > 1 and type(masker).__name__ == "Background":
-        repl = repl[:1]  # identical for every image: do not gather B copies
+    if masker.same_for_every_image():
+        repl = repl[:1]  # one copy, not B gathered copies
     if out_mode == "top":
         logits = jnp.asarray(model_fn(images), jnp.float32)
         out_idx = jax.lax.top_k(logits, k)[1].astype(jnp.int32)
@@ -250,7 +250,7 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
         return phi, None, v0, v1, out_idx
 
     d = est.design(key, M, n_evals)
-    Z = jnp.concatenate([jnp.zeros((1, M), bool), jnp.ones((1, M), bool), d.coalitions])
+    Z = with_ends(d.coalitions)
     N = Z.shape[0]
     fn = lambda rows: _compose_eval(model_fn, images, repl, seg, out_idx, rows // N, Z[rows % N])  # noqa: E731
     V = _chunked(fn, B * N, batch_size, progress).reshape(B, N, -1)

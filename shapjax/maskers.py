@@ -77,6 +77,11 @@ class Masker:
         """R, the number of replacement images per explained image."""
         return 1
 
+    def same_for_every_image(self) -> bool:
+        """True when the replacement does not depend on the explained image (a background set):
+        callers may then keep one copy, ``replacement(...)[:1]``, instead of B."""
+        return False
+
     def check(self, images: Any) -> None:
         """Raise ValueError if this masker cannot mask ``images`` [B,H,W,C]."""
         if np.ndim(images) != 4:
@@ -179,6 +184,9 @@ class Background(Masker):
 
     def n_replacements(self) -> int:
         return int(self.images.shape[0])
+
+    def same_for_every_image(self) -> bool:
+        return True
 
     def check(self, images: Any) -> None:
         super().check(images)
