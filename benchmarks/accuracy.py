@@ -96,7 +96,7 @@ def _lookup_np(tables: np.ndarray, M: int):
 
 
 def exact_values(table: np.ndarray, M: int) -> np.ndarray:
-    from shapjax.games import brute_force_shapley
+    from shapjax.engine.games import brute_force_shapley
 
     f = _lookup_np(table, M)
     return brute_force_shapley(lambda Z: f(np.asarray(Z)), M)
@@ -113,8 +113,8 @@ def prec_at_k(est: np.ndarray, exact: np.ndarray, k: int = 5) -> float:
 
 
 def _grid_tree(rows: int, cols: int, M: int):
-    from shapjax.estimators.partition import Tree
-    from shapjax.segment import partition_tree
+    from shapjax.engine.estimators.partition import Tree
+    from shapjax.image.segment import partition_tree
 
     t = partition_tree(np.arange(M).reshape(rows, cols))  # one pixel per grid cell: same spatial hierarchy
     return Tree(t.left, t.right, t.members)
@@ -126,7 +126,7 @@ def _grid_tree(rows: int, cols: int, M: int):
 def run_ours(tables, exact, M, budgets, seeds, tree):
     """Errors of our estimators; ``tables [B, 2**M]`` become the B outputs of one game."""
     import shapjax
-    from shapjax.estimators import get_estimator
+    from shapjax.engine.estimators import get_estimator
 
     tab = jnp.asarray(tables.T, jnp.float32)  # [2**M, B]
     bits = jnp.asarray(_bits(M), jnp.int32)
@@ -280,7 +280,7 @@ def budget_to_target(rows, target: float = TARGET) -> dict:
 def _check_against_explain(clf, images, seg, M, exact, tables, tree):
     """The lookup game is the explain game: exact values, and one kernel estimate with the same key."""
     import shapjax
-    from shapjax import maskers
+    from shapjax.image import maskers
 
     x = images[:2]
     targets = np.asarray(clf(jnp.asarray(x))).argmax(1)
@@ -299,7 +299,8 @@ def _check_against_explain(clf, images, seg, M, exact, tables, tree):
 def run(*, quick: bool = False, out_dir=None) -> dict:
     """Run the accuracy benchmark; writes ``accuracy[_quick].json`` (backend-independent numbers)."""
     import shapjax
-    from shapjax import models, segment
+    from shapjax import models
+    from shapjax.image import segment
 
     cfg = QUICK if quick else FULL
     t_start = time.perf_counter()

@@ -48,9 +48,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from shapjax import data, maskers, metrics, models, segment  # noqa: E402
-from shapjax.explain import explain  # noqa: E402
-from shapjax.sanity import spearman  # noqa: E402
+from shapjax import data, models, segment  # noqa: E402
+from shapjax.evaluation import metrics
+from shapjax.evaluation.sanity import spearman  # noqa: E402
+from shapjax.image import maskers
+from shapjax.image.explain import explain  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

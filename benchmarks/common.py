@@ -239,7 +239,7 @@ def capture_explain_program(model_fn, images, **explain_kwargs):
 
     import shapjax
 
-    ex = importlib.import_module("shapjax.explain")  # the module (shapjax.explain is also the function)
+    ex = importlib.import_module("shapjax.image.explain")  # the module (shapjax.explain is also the function)
 
     orig = ex._explain_impl
     box: dict[str, Any] = {}

@@ -19,7 +19,11 @@ import jax
 import numpy as np
 
 import shapjax
-from shapjax.games import brute_force_shapley, random_network_game, weighted_voting_game
+from shapjax.engine.games import (
+    brute_force_shapley,
+    random_network_game,
+    weighted_voting_game,
+)
 
 try:
     from benchmarks.machine import machine_info

@@ -39,7 +39,16 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from benchmarks.common import HostModel, backend, compose_numpy, compile_explain, log, median, timed, write_result
+from benchmarks.common import (
+    HostModel,
+    backend,
+    compile_explain,
+    compose_numpy,
+    log,
+    median,
+    timed,
+    write_result,
+)
 
 PEERS = [
     # (library, explainer, shapjax method)
@@ -194,7 +203,7 @@ def _corr(a, b) -> float | None:
 
 def run_case(case: dict, *, seed: int = 0) -> dict:
     import shapjax
-    from shapjax import maskers, segment
+    from shapjax.image import maskers, segment
 
     clf, images, source = _case_model_and_images(case)
     n = case["n_images"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from benchmarks.common import RESULTS_DIR
 
+
 def why_slower(case: dict, p: dict, batched: bool = False) -> str:
     """One data-driven sentence on why a peer matched or beat shapjax in this case."""
     ours = case["shapjax"][p["shapjax_method"]]

@@ -27,11 +27,18 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
-from benchmarks.common import (PeakRSS, backend, compile_explain, device_peak_mib, log, median,
-                               memory_analysis_mib, timed, write_result)
+from benchmarks.common import (
+    PeakRSS,
+    backend,
+    compile_explain,
+    device_peak_mib,
+    log,
+    median,
+    memory_analysis_mib,
+    timed,
+    write_result,
+)
 
 # Each model: constructor, grid, forward batch sizes to sweep, budgets with repeats, batch scaling, chunk sweep.
 # Sized so the full run (with peers and accuracy) fits in about 20-25 minutes on 2 CPU cores.
@@ -133,7 +140,7 @@ class Ceiling:
 
 
 def _explain_kwargs(M_grid: int, budget: int, batch_size=None) -> dict:
-    from shapjax import maskers, segment
+    from shapjax.image import maskers, segment
 
     return dict(key=jax.random.key(0), segments=segment.grid(M_grid, M_grid), masker=maskers.constant(0.0),
                 method="kernel", n_evals=budget, outputs="top-1", batch_size=batch_size)
@@ -187,7 +194,7 @@ def measure(clf, ceiling: Ceiling, best_bs: int, *, B: int, budget: int, grid: i
 
 
 def _used_evals(M: int, budget: int) -> int:
-    from shapjax.estimators import get_estimator
+    from shapjax.engine.estimators import get_estimator
 
     return int(get_estimator("kernel").used_evals(M, budget))
 

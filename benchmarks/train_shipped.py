@@ -7,7 +7,7 @@ Writes (commit-ready):
 
 - ``shapjax/models/weights/{mnist-cnn,planted-patch}.{msgpack,json}`` -- weights and
   metadata (architecture, classes, input shape, command, data, split, accuracy);
-- ``shapjax/assets/samples.npz`` -- 16 held-out MNIST digits and 8 held-out
+- ``shapjax/data/assets/samples.npz`` -- 16 held-out MNIST digits and 8 held-out
   planted-patch images with masks (``shapjax.data.samples``);
 - ``tests/data/mnist_heldout.npz`` and ``tests/data/planted_heldout.npz`` --
   held-out slices (never trained on) the tests use to check the stated accuracy.
@@ -35,11 +35,11 @@ sys.path.insert(0, str(ROOT))
 
 from shapjax import data as data_lib  # noqa: E402
 from shapjax import models  # noqa: E402
-from shapjax.train import evaluate, train  # noqa: E402
+from shapjax.models.train import evaluate, train  # noqa: E402
 
 MNIST_DIR = Path("/work/shared/data/mnist")
 WEIGHTS = ROOT / "shapjax" / "models" / "weights"
-ASSETS = ROOT / "shapjax" / "assets"
+ASSETS = ROOT / "shapjax" / "data" / "assets"
 TESTS_DATA = ROOT / "tests" / "data"
 SEED = 0
 N_TRAIN, N_HELDOUT = 8000, 2000

@@ -331,7 +331,7 @@ def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 150) -> str:
     path = os.fspath(path)
     fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
     FigureCanvasAgg(fig)
-    from shapjax._plumbing import atomic_write
+    from shapjax._util.io import atomic_write
 
     return atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi))
 

@@ -4,11 +4,21 @@ import inspect
 
 import pytest
 
-MODULES = [
-    "shapjax.engine", "shapjax.explain", "shapjax.samplers", "shapjax.games", "shapjax.gradients",
-    "shapjax.metrics", "shapjax.sanity", "shapjax.maskers", "shapjax.segment", "shapjax.data",
-    "shapjax.adversarial", "shapjax.train", "shapjax.compare", "shapjax.plot", "shapjax.models",
-]
+import pkgutil
+
+import shapjax
+
+
+def _public_modules():
+    """Every module of the installed package whose dotted path has no private (``_``) part."""
+    names = ["shapjax"]
+    for info in pkgutil.walk_packages(shapjax.__path__, "shapjax."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            names.append(info.name)
+    return sorted(names)
+
+
+MODULES = _public_modules()
 # Small pure helpers whose positional arguments are all data.
 DATA_ONLY = {"auto_batch_size", "check_int", "check_key", "check_budget", "output_spec"}
 # grid(rows, cols) mirrors a shape; cli entry points take argv.

@@ -45,7 +45,7 @@ def test_compose_numpy_sets_absent_segments_to_fill():
 
 def test_compile_explain_reports_the_chunk_and_fills_the_cache():
     import shapjax
-    from shapjax import maskers, segment
+    from shapjax.image import maskers, segment
 
     model = lambda x: x.reshape(x.shape[0], -1)[:, :3] * 2.0  # noqa: E731
     x = jnp.ones((1, 4, 4, 1))

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shapjax import cli, jobs
+from shapjax import cli
+import shapjax.cli.app  # noqa: F401  (cli.app is patched below)
+from shapjax.cli import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--n-evals", "64", "--segments", "grid:4x4", "--top-k", "2", "--batch-size", "2", "--quiet"]
@@ -92,7 +94,7 @@ def test_explain_writes_figures_results_and_summary(explained, capsys):
         arrays = {k: z[k] for k in z.files}
 
     # the figure of batch 0 rebuilt through the same function: 2 rows x (image + 2 classes)
-    from shapjax.explain import Explanation
+    from shapjax.image.explain import Explanation
 
     exp = Explanation(values=arrays["values"][:2], base_values=arrays["base_values"][:2],
                       full_values=arrays["full_values"][:2], std=None, segments=arrays["segments"][:2],
@@ -199,7 +201,7 @@ def test_unexpected_errors_are_one_line_too_and_debug_shows_them(inputs, monkeyp
     def boom(*a, **k):
         raise RuntimeError("kaput")
 
-    monkeypatch.setattr(cli, "read_inputs", boom)
+    monkeypatch.setattr(cli.app, "read_inputs", boom)
     assert cli.main(["explain", str(inputs / "lone.png")]) == 1
     assert "internal error: RuntimeError: kaput" in _one_line_error(capsys)
     with pytest.raises(RuntimeError, match="kaput"):
@@ -247,8 +249,8 @@ def test_compare_is_delegated_or_a_clean_error(capsys):
     import importlib.util
 
     rc = cli.main(["compare", "--help"])
-    have = importlib.util.find_spec("shapjax.compare") is not None
-    if have and hasattr(importlib.import_module("shapjax.compare"), "cli_main"):
+    have = importlib.util.find_spec("shapjax.cli.compare") is not None
+    if have:
         assert rc == 0
     else:
         assert rc != 0 and "shapjax compare" in _one_line_error(capsys)
@@ -256,7 +258,7 @@ def test_compare_is_delegated_or_a_clean_error(capsys):
 
 def test_models_and_methods_one_line_each(capsys):
     from shapjax import models
-    from shapjax.estimators import ESTIMATORS
+    from shapjax.engine.estimators import ESTIMATORS
 
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -339,7 +341,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
 
 
 def test_readme_lists_every_method_and_keeps_the_benchmark_markers():
-    from shapjax.estimators import ESTIMATORS
+    from shapjax.engine.estimators import ESTIMATORS
 
     text = _readme()
     for name in ESTIMATORS:

@@ -7,9 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from shapjax import compare as C
-from shapjax import data, maskers, metrics, models, segment
-from shapjax.explain import explain
+from shapjax import data, models
+from shapjax.cli.compare import main as compare_cli
+from shapjax.evaluation import compare as C
+from shapjax.evaluation import metrics
+from shapjax.image import maskers, segment
+from shapjax.image.explain import explain
 
 H = W = 12
 
@@ -131,7 +134,7 @@ def cli_inputs(tmp_path_factory, tiny):
 def test_cli_writes_files(cli_inputs, capsys):
     root = cli_inputs
     out = root / "out"
-    rc = C.cli_main(["--model", str(root / "tiny"), "--data", str(root / "imgs"), "--n", "2",
+    rc = compare_cli(["--model", str(root / "tiny"), "--data", str(root / "imgs"), "--n", "2",
                      "--methods", "occlusion,gradient", "--segments", "grid:2x2", "--masker", "constant:0",
                      "--n-evals", "16", "--out", str(out), "--quiet"])
     assert rc == 0, capsys.readouterr().err
@@ -155,7 +158,7 @@ def test_cli_one_line_errors(cli_inputs, capsys, args, what):
     base = {"--model": str(root / "tiny"), "--data": str(root / "imgs"), "--out": str(root / "bad")}
     for a, v in zip(args[::2], args[1::2]):
         base[a] = v
-    rc = C.cli_main([t for kv in base.items() for t in kv] + ["--quiet"])
+    rc = compare_cli([t for kv in base.items() for t in kv] + ["--quiet"])
     err = capsys.readouterr().err.strip()
     assert rc in (1, 2)
     assert len(err.splitlines()) == 1 and "Traceback" not in err and what in err, err
@@ -163,7 +166,7 @@ def test_cli_one_line_errors(cli_inputs, capsys, args, what):
 
 
 def test_cli_missing_out_is_a_usage_error(capsys):
-    assert C.cli_main(["--model", "mnist-cnn"]) == 2
+    assert compare_cli(["--model", "mnist-cnn"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--out" in err
 

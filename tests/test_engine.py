@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import shapjax
-from shapjax.estimators.partition import balanced_tree
-from shapjax.games import (
+from shapjax.engine.estimators.partition import balanced_tree
+from shapjax.engine.games import (
     additive_game,
     brute_force_shapley,
     random_network_game,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import shapjax
-from shapjax import maskers, segment
+from shapjax.image import maskers, segment
 
 KEY = jax.random.key(0)
 METHODS = ["exact", "kernel", "leverage", "permutation", "antithetic", "stratified", "partition", "occlusion"]

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from shapjax import gradients as G
+from shapjax.baselines import gradients as G
 
 H, W, C, K = 5, 4, 2, 3
 D = H * W * C

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from kernels import compose
-from shapjax import maskers as K
-from shapjax import segment as S
+from shapjax.image import maskers as K
+from shapjax.image import segment as S
+from shapjax.kernels import compose
 
 
 def _batch(B=2, H=9, W=7, C=3, seed=0):

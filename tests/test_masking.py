@@ -4,7 +4,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kernels import coalition_to_pixel_mask, coalitions_to_pixel_masks, compose, compose_batch
+from shapjax.kernels import (
+    coalition_to_pixel_mask,
+    coalitions_to_pixel_masks,
+    compose,
+    compose_batch,
+)
 
 
 def _problem(seed=0, H=5, W=7, C=3, R=2, M=6, N=4):
@@ -92,10 +97,9 @@ def test_compose_shape_errors_name_argument():
 
 def test_compose_rows_matches_compose_per_row():
     import jax
-    import jax.numpy as jnp
     import numpy as np
 
-    from kernels.masking import compose, compose_rows
+    from shapjax.kernels.masking import compose, compose_rows
 
     k = jax.random.split(jax.random.key(0), 4)
     imgs = jax.random.uniform(k[0], (5, 6, 7, 2))

@@ -10,10 +10,10 @@ import scipy.ndimage
 import scipy.stats
 from skimage.metrics import structural_similarity
 
-from shapjax import gradients as G
-from shapjax import metrics as Mx
-from shapjax import sanity as S
-from shapjax.explain import Explanation
+from shapjax.baselines import gradients as G
+from shapjax.evaluation import metrics as Mx
+from shapjax.evaluation import sanity as S
+from shapjax.image.explain import Explanation
 
 H, W, C = 6, 6, 1
 

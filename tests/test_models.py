@@ -238,8 +238,8 @@ def test_pretrained_weights_are_small():
 def test_public_signatures_key_first_options_keyword_only():
     import inspect
 
-    from shapjax import adversarial, train
     from shapjax import data as data_mod
+    from shapjax.models import adversarial, train
 
     checked = 0
     for mod in (models, data_mod, train, adversarial):

@@ -6,8 +6,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from shapjax import plot
-from shapjax import segment as S
-from shapjax.explain import Explanation
+from shapjax.image import segment as S
+from shapjax.image.explain import Explanation
 
 
 def _explanation(B=3, H=12, W=10, C=3, K=2, rows=3, cols=2, seed=0):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from skimage import data, transform
 
-from shapjax import segment as S
+from shapjax.image import segment as S
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,9 @@ import optax
 import pytest
 
 from shapjax import data, models
-from shapjax.adversarial import PGDConfig, adversarial_accuracy, pgd_attack
-from shapjax.train import cli_main, evaluate, init_state, make_train_step, train
+from shapjax.cli.train import main as cli_main
+from shapjax.models.adversarial import PGDConfig, adversarial_accuracy, pgd_attack
+from shapjax.models.train import evaluate, init_state, make_train_step, train
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,17 @@
   models offline.
 - :func:`save_checkpoint` / :func:`load_checkpoint`: flax msgpack + JSON metadata.
 """
-from .classifier import (ARCHITECTURES, Classifier, create, load_checkpoint, read_metadata,
-                         resnet18, resnet50, save_checkpoint, small_cnn)
+from .classifier import (
+                         ARCHITECTURES,
+                         Classifier,
+                         create,
+                         load_checkpoint,
+                         read_metadata,
+                         resnet18,
+                         resnet50,
+                         save_checkpoint,
+                         small_cnn,
+)
 from .cnn import SmallCNN
 from .pretrained import available, metadata, pretrained
 from .resnet import ResNet, ResNet18, ResNet50

@@ -35,9 +35,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shapjax._plumbing import (_batch, _pixel_segments, _broadcast_image_like, _check_images, _check_key,
-                               _check_outputs, _check_pos_int, _join_fn, _map_chunks,
-                               _n_outputs, _pick, _split_fn)
+from shapjax._util.checks import (
+    _broadcast_image_like,
+    _check_images,
+    _check_key,
+    _check_outputs,
+    _check_pos_int,
+    _pixel_segments,
+)
+from shapjax._util.chunks import _batch, _map_chunks, _pick
+from shapjax._util.modelfn import _join_fn, _n_outputs, _split_fn
 
 __all__ = [
     "Curve", "deletion", "insertion", "gaussian_blur", "faithfulness_correlation",

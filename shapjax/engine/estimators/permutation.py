@@ -46,8 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shapjax.estimators.base import Design, Estimator
-from shapjax.samplers import permutations, prefix_coalitions
+from shapjax.engine.estimators.base import Design, Estimator
+from shapjax.engine.samplers import permutations, prefix_coalitions
 
 
 def n_permutations(kind: str, M: int, n_evals: int) -> int:
@@ -101,7 +101,7 @@ def make_design(kind: str):
 
 
 def make_solve(kind: str):
-    def solve(design_: Design, y, v_empty, v_full, active=None):
+    def solve(design_: Design, y, v_empty, v_full, active):
         perms = design_.aux
         P, M = perms.shape
         K = y.shape[-1]

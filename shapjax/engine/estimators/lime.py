@@ -17,9 +17,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from kernels.weights import cosine_distance_to_full, lime_kernel
-from kernels.wls import weighted_ridge
-from shapjax.estimators.base import Design, Estimator
+from shapjax.engine.estimators.base import Design, Estimator
+from shapjax.kernels.weights import cosine_distance_to_full, lime_kernel
+from shapjax.kernels.wls import weighted_ridge
 
 KERNEL_WIDTH = 0.25
 ALPHA = 1.0
@@ -30,7 +30,7 @@ def design(key, n_players: int, n_evals: int) -> Design:
     return Design(Z, None)
 
 
-def solve(design_: Design, y, v_empty, v_full, active=None):
+def solve(design_: Design, y, v_empty, v_full, active):
     Z = design_.coalitions
     M = Z.shape[1]
     X = jnp.concatenate([jnp.ones((1, M), bool), Z])

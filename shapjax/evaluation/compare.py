@@ -28,7 +28,7 @@ leave-one-out), ``window-occlusion`` (sliding window, Zeiler & Fergus 2014),
 and the gradient family ``gradient``, ``gradxinput``, ``ig``, ``smoothgrad``,
 ``eg`` (expected gradients), ``gradcam``.
 
-The command line ``shapjax compare ...`` (:func:`cli_main`) writes
+The command line ``shapjax compare ...`` (:mod:`shapjax.cli.compare`) writes
 ``results.csv``, ``results.json`` (rows + mean/std per method and metric) and
 ``compare.png``.
 
@@ -47,7 +47,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
 import time
 from typing import Any, NamedTuple, Sequence
 
@@ -55,14 +54,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shapjax import gradients as G
-from shapjax import metrics as Mx
-from shapjax._plumbing import _check_images, _check_key
-from shapjax.maskers import Background, Masker
-from shapjax.segment import Segmenter, check_segments
+from shapjax._util.checks import _check_images, _check_key
+from shapjax.baselines import gradients as G
+from shapjax.evaluation import metrics as Mx
+from shapjax.image.maskers import Background, Masker
+from shapjax.image.segment import Segmenter, check_segments
 
 __all__ = ["METHODS", "ALIASES", "METRICS", "DEFAULT_METHODS", "DEFAULT_METRICS", "EXACT_MAX_SEGMENTS",
-           "CompareResult", "compare", "resolve_methods", "cli_main"]
+           "CompareResult", "compare", "resolve_methods"]
 
 
 class _Method(NamedTuple):
@@ -264,7 +263,7 @@ class CompareResult:
 
 
 def _atomic_write(path, text: str) -> str:
-    from shapjax._plumbing import atomic_write
+    from shapjax._util.io import atomic_write
 
     return atomic_write(path, lambda f: f.write(text.encode()))
 
@@ -296,7 +295,7 @@ class _Ctx:
 
 
 def _run_explain(name, ctx, key, opts):
-    from shapjax.explain import explain
+    from shapjax.image.explain import explain
 
     n_evals = max(ctx.n_evals, ctx.M + 2) if name not in ("exact", "occlusion") else ctx.n_evals
     e = explain(ctx.model, ctx.images, key=key, segments=ctx.seg, masker=ctx.masker, method=name,
@@ -522,22 +521,3 @@ def compare(model, images, *, key, methods: str | Sequence[str] = DEFAULT_METHOD
 def _stats(v) -> dict:
     v = np.asarray(v, np.float64)
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size)}
-
-
-# ----------------------------------------------------------------------------- command line
-
-def cli_main(argv=None) -> int:
-    """``shapjax compare ...`` (see ``shapjax compare --help``): returns the exit status.
-
-    0 on success, 1 on an error, 2 on a usage error; errors are one line on
-    stderr, without a traceback. Writes ``results.csv``, ``results.json`` and
-    ``compare.png`` into ``--out`` (atomically). Implemented in
-    :mod:`shapjax._compare_cli`.
-    """
-    from shapjax._compare_cli import main
-
-    return main(argv)
-
-
-if __name__ == "__main__":  # python -m shapjax.compare ...
-    sys.exit(cli_main())

@@ -24,7 +24,8 @@ import numpy as np
 from flax import struct
 from flax.core import FrozenDict
 
-from shapjax._plumbing import _check_images, _check_key, _pick
+from shapjax._util.checks import _check_images, _check_key
+from shapjax._util.chunks import _pick
 
 __all__ = ["spearman", "ssim", "layer_order", "randomize_layers", "RandomizationResult",
            "cascading_randomization"]

@@ -11,7 +11,7 @@ Sources (the ``source`` string of :func:`load`):
 - ``"skimage"`` or ``"skimage:astronaut,chelsea"`` -- scikit-image sample photos.
 - ``"planted-patch:SEED"`` -- synthetic images with a known ground truth
   (:func:`planted_patch` with ``jax.random.key(SEED)``; needs ``n``).
-- ``"samples:NAME"`` -- the small sample sets shipped in ``shapjax/assets``
+- ``"samples:NAME"`` -- the small sample sets shipped in ``shapjax/data/assets``
   (:func:`samples`).
 
 Every source gives float32 images in [0, 1], NHWC ``[N, H, W, C]``, int32
@@ -25,8 +25,8 @@ import difflib
 import gzip
 import os
 import struct
-from itertools import chain, zip_longest
 from importlib import resources
+from itertools import chain, zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -372,7 +372,7 @@ def _load_skimage(spec: str, *, n=None, size=None, channels=None) -> Dataset:
 
 
 def samples(name: str) -> Dataset:
-    """A small sample set shipped in ``shapjax/assets/samples.npz`` (offline).
+    """A small sample set shipped in ``shapjax/data/assets/samples.npz`` (offline).
 
     Args:
       name: ``"mnist"`` (16 held-out MNIST test digits, never trained on by

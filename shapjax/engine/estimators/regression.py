@@ -13,7 +13,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from kernels.wls import constrained_wls
+from shapjax.kernels.wls import constrained_wls
 
 
 class RegressionAux(NamedTuple):
@@ -42,7 +42,7 @@ def group_count(n_players: int, group) -> int:
     return sum(math.comb(int(n_players), s) for s in group)
 
 
-def solve(design, y, v_empty, v_full, active=None):
+def solve(design, y, v_empty, v_full, active):
     r"""Constrained WLS on ``y - v_empty`` plus stratified standard errors of the sampled pairs.
 
     The standard errors linearise the closed-form solution around the
@@ -90,7 +90,7 @@ def solve(design, y, v_empty, v_full, active=None):
 
 def enumerated_rows(n_players: int, groups, mass) -> tuple[np.ndarray, np.ndarray]:
     """All coalitions of the sizes in ``groups`` with weight ``mass[s] / C(M, s)`` each."""
-    from shapjax.samplers import enumerate_size
+    from shapjax.engine.samplers import enumerate_size
 
     M = int(n_players)
     rows, weights = [np.zeros((0, M), bool)], [np.zeros((0,), np.float32)]

@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from shapjax.estimators import get_estimator
-from shapjax.estimators.partition import Tree, schedule
-from shapjax.games import auto_batch_size, evaluate, output_spec
+from shapjax._util.checks import check_int, check_key, is_traced
+from shapjax.engine.estimators import get_estimator
+from shapjax.engine.estimators.partition import Tree, schedule
+from shapjax.engine.games import auto_batch_size, evaluate, output_spec
 
 
 @struct.dataclass
@@ -34,29 +35,6 @@ class ShapleyResult:
     std: Any
     n_evals: int = struct.field(pytree_node=False, default=0)
     method: str = struct.field(pytree_node=False, default="")
-
-
-def check_key(key, name: str = "key"):
-    """Raise a TypeError unless ``key`` is a JAX PRNG key (typed, or legacy uint32[2])."""
-    if key is None:
-        raise TypeError(f"{name} is required: pass a JAX PRNG key, e.g. jax.random.key(0)")
-    dt = getattr(key, "dtype", None)
-    if dt is not None and jnp.issubdtype(dt, jax.dtypes.prng_key):
-        return
-    if dt == jnp.uint32 and getattr(key, "shape", None) == (2,):
-        return
-    raise TypeError(
-        f"{name} must be a JAX PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)); "
-        f"got {type(key).__name__} with dtype {dt} and shape {getattr(key, 'shape', None)}"
-    )
-
-
-def check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int >= {minimum}; got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}")
-    return int(value)
 
 
 def check_budget(est, n_players: int, n_evals: int, players: str) -> None:
@@ -83,10 +61,6 @@ def raise_not_finite(what: str, v0, v1, method: str, n_evals: int):
     raise ValueError(
         f"{what} returned NaN or infinite values: v(empty)={np.asarray(v0)}, v(all)={np.asarray(v1)}"
     )
-
-
-def is_traced(x) -> bool:
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
 
 
 def with_ends(coalitions):
@@ -166,10 +140,10 @@ def shapley(
     ks = None
     if method == "partition":
         if tree is None:
-            from shapjax.estimators.partition import balanced_tree
+            from shapjax.engine.estimators.partition import balanced_tree
 
             tree = balanced_tree(M)
-        ks = tuple(schedule(M, n_evals, tree))
+        ks = tuple(schedule(M, n_evals, tree=tree))
     used = est.used_evals(M, n_evals, tree=tree) if M > 1 else 2
     phi, std, v0, v1 = _shapley_impl(
         key, tree, value_fn=value_fn, n_players=M, method=method, n_evals=n_evals, batch_size=bs, ks=ks

@@ -2,8 +2,16 @@
 
 See :mod:`shapjax.estimators.base` for the protocol.
 """
-from shapjax.estimators import exact, kernel, leverage, lime, occlusion, partition, permutation
-from shapjax.estimators.base import Design, Estimator
+from shapjax.engine.estimators import (
+    exact,
+    kernel,
+    leverage,
+    lime,
+    occlusion,
+    partition,
+    permutation,
+)
+from shapjax.engine.estimators.base import Design, Estimator
 
 ESTIMATORS: dict[str, Estimator] = {
     "exact": exact.ESTIMATOR,

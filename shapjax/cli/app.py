@@ -8,7 +8,7 @@ Commands:
 * ``shapjax demo`` - the same job on the shipped models and sample images.
 * ``shapjax models`` / ``shapjax methods`` - what is available, one line each.
 * ``shapjax train ...`` / ``shapjax compare ...`` - delegate to
-  :func:`shapjax.train.cli_main` and :func:`shapjax.compare.cli_main`.
+  :mod:`shapjax.cli.train` and :mod:`shapjax.cli.compare`.
 
 Every error the user can cause (missing or unreadable image, unknown model,
 method, masker or segmenter, shape mismatch, bad option values) ends with one
@@ -31,8 +31,17 @@ from pathlib import Path
 
 import numpy as np
 
-from shapjax.jobs import (UsageError, check_channels, check_specs, class_index, positive_fraction_in_mask,
-                          read_inputs, resolve_model, run_job, write_json)
+from shapjax.cli.jobs import (
+    UsageError,
+    check_channels,
+    check_specs,
+    class_index,
+    positive_fraction_in_mask,
+    read_inputs,
+    resolve_model,
+    run_job,
+    write_json,
+)
 
 PROG = "shapjax"
 SUMMARY_NAME = "summary.json"
@@ -91,7 +100,7 @@ def method_rows() -> list[tuple[str, str, list[str]]]:
     """``(name, one-line description, [references])`` for every registered method, from the estimator modules."""
     import importlib
 
-    from shapjax.estimators import ESTIMATORS
+    from shapjax.engine.estimators import ESTIMATORS
 
     rows = []
     for name, est in ESTIMATORS.items():
@@ -256,21 +265,16 @@ def cmd_methods(args) -> int:
 
 
 def _delegate(name: str, argv: list[str], *, quiet: bool) -> int:
-    """``shapjax train|compare ...`` -> ``shapjax.<name>.cli_main(argv)`` (imported lazily)."""
+    """``shapjax train|compare ...`` -> ``shapjax.cli.<name>.main(argv)`` (imported lazily)."""
     import importlib
 
     try:
-        mod = importlib.import_module(f"shapjax.{name}")
+        mod = importlib.import_module(f"shapjax.cli.{name}")
     except ModuleNotFoundError as e:
-        if e.name == f"shapjax.{name}":
-            raise UsageError(f"`{PROG} {name}` is not available: the module shapjax.{name} is missing "
-                             "from this installation") from None
         raise UsageError(f"`{PROG} {name}` needs the package {e.name!r}: pip install 'shapjax[bench]'") from None
-    if not hasattr(mod, "cli_main"):
-        raise UsageError(f"`{PROG} {name}` is not available: shapjax.{name} has no cli_main")
     if quiet and name == "train" and "--no-progress" not in argv:
         argv = [*argv, "--no-progress"]
-    return int(mod.cli_main(list(argv)) or 0)
+    return int(mod.main(list(argv)) or 0)
 
 
 _EXPLAIN_EPILOG = """\

@@ -37,10 +37,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kernels.weights import leverage_size_mass, shapley_kernel_size_mass
-from shapjax.estimators import regression
-from shapjax.estimators.base import Design, Estimator
-from shapjax.samplers import distinct_subsets
+from shapjax.engine.estimators import regression
+from shapjax.engine.estimators.base import Design, Estimator
+from shapjax.engine.samplers import distinct_subsets
+from shapjax.kernels.weights import leverage_size_mass, shapley_kernel_size_mass
 
 
 def _max_pairs(M, g):

@@ -14,8 +14,16 @@ import sys
 import jax
 import numpy as np
 
-from shapjax.compare import (_METRIC_ALIASES, DEFAULT_METHODS, DEFAULT_METRICS, METRICS, CompareResult, _resolve,
-                             compare, resolve_methods)
+from shapjax.evaluation.compare import (
+    _METRIC_ALIASES,
+    DEFAULT_METHODS,
+    DEFAULT_METRICS,
+    METRICS,
+    CompareResult,
+    _resolve,
+    compare,
+    resolve_methods,
+)
 
 _USAGE = """shapjax compare --model mnist-cnn|planted-patch|CHECKPOINT --data samples:mnist|samples:planted-patch|
                        planted-patch|tfds:NAME|FOLDER --out DIR [options]"""
@@ -87,7 +95,7 @@ def _load_data(spec: str, n: int, shape, seed: int):
 
 
 def _masker(spec: str, ds, n: int):
-    from shapjax import maskers
+    from shapjax.image import maskers
 
     name, _, rest = spec.strip().partition(":")
     try:
@@ -101,7 +109,7 @@ def _masker(spec: str, ds, n: int):
 
 
 def _run_cli(argv) -> int:
-    from shapjax.segment import get_segmenter
+    from shapjax.image.segment import get_segmenter
 
     args = _parser().parse_args(list(argv))
     for name in ("n", "n_evals", "max_plot", "batch_size"):

@@ -18,9 +18,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from kernels.weights import shapley_value_weights
-from shapjax.estimators.base import Design, Estimator
-from shapjax.samplers import all_coalitions
+from shapjax.engine.estimators.base import Design, Estimator
+from shapjax.engine.samplers import all_coalitions
+from shapjax.kernels.weights import shapley_value_weights
 
 #: The largest number of players enumerated (2**20 = 1,048,576 evaluations).
 MAX_EXACT_PLAYERS = 20
@@ -38,7 +38,7 @@ def design(key, n_players: int, n_evals: int) -> Design:
     return Design(Z[1:-1], None)
 
 
-def solve(design_: Design, y, v_empty, v_full, active=None):
+def solve(design_: Design, y, v_empty, v_full, active):
     M = design_.coalitions.shape[1]
     V = jnp.concatenate([v_empty[None], y, v_full[None]], axis=0)  # [2^M, K]
     K = V.shape[-1]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shapjax._plumbing import atomic_write
+from shapjax._util.io import atomic_write
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 DATA_PREFIXES = ("tfds:", "samples:")
@@ -267,8 +267,8 @@ def run_job(clf, images, names, *, method, n_evals, segments, masker, top_k=3, c
     from tqdm.auto import tqdm
 
     import shapjax
-    from shapjax.maskers import get_masker
-    from shapjax.segment import get_segmenter
+    from shapjax.image.maskers import get_masker
+    from shapjax.image.segment import get_segmenter
 
     check_specs(method, segments, masker)
     segmenter = get_segmenter(segments)
@@ -409,9 +409,9 @@ def positive_fraction_in_mask(values, segments, masks) -> np.ndarray:
 
 def check_specs(method: str, segments: str, masker: str) -> None:
     """Validate --method/--segments/--masker before any image is read."""
-    from shapjax.estimators import get_estimator
-    from shapjax.maskers import get_masker
-    from shapjax.segment import get_segmenter
+    from shapjax.engine.estimators import get_estimator
+    from shapjax.image.maskers import get_masker
+    from shapjax.image.segment import get_segmenter
 
     for opt, fn in (("--method", lambda: get_estimator(method)), ("--segments", lambda: get_segmenter(segments)),
                     ("--masker", lambda: get_masker(masker, images=np.zeros((1, 1, 1, 1), np.float32)))):

@@ -33,10 +33,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kernels.weights import shapley_kernel_size_mass
-from shapjax.estimators import regression
-from shapjax.estimators.base import Design, Estimator
-from shapjax.samplers import random_subsets
+from shapjax.engine.estimators import regression
+from shapjax.engine.estimators.base import Design, Estimator
+from shapjax.engine.samplers import random_subsets
+from shapjax.kernels.weights import shapley_kernel_size_mass
 
 
 def plan(n_players: int, n_rows: int):

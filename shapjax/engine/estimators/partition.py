@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shapjax.estimators.base import Estimator
+from shapjax.engine.estimators.base import Estimator
 
 
 class Tree(NamedTuple):
@@ -98,7 +98,7 @@ def _internal_per_depth(tree: Tree, M: int):
     return counts
 
 
-def schedule(n_players: int, n_evals: int, tree: Tree | None = None):
+def schedule(n_players: int, n_evals: int, *, tree: Tree | None = None):
     """Static number of tasks expanded at each level: ``[k_0, k_1, ...]``."""
     M = int(n_players)
     t = tree if tree is not None and not isinstance(tree.left, jax.core.Tracer) else balanced_tree(M)
@@ -124,7 +124,7 @@ def estimate(key, eval_fn, n_players: int, n_evals: int, *, tree: Tree | None = 
     if tree is None:
         tree = balanced_tree(M)
     if ks is None:
-        ks = schedule(M, n_evals, tree)
+        ks = schedule(M, n_evals, tree=tree)
     left, right = jnp.asarray(tree.left), jnp.asarray(tree.right)
     members = jnp.asarray(tree.members)
     ends = eval_fn(jnp.stack([jnp.zeros((M,), bool), jnp.ones((M,), bool)]))
@@ -170,7 +170,7 @@ def estimate(key, eval_fn, n_players: int, n_evals: int, *, tree: Tree | None = 
 
 
 def used_evals(M, n_evals, **options):
-    return 2 + 2 * sum(schedule(M, n_evals, options.get("tree")))
+    return 2 + 2 * sum(schedule(M, n_evals, tree=options.get("tree")))
 
 
 ESTIMATOR = Estimator(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from shapjax.estimators.base import Design, Estimator
+from shapjax.engine.estimators.base import Design, Estimator
 
 
 def design(key, n_players: int, n_evals: int) -> Design:
@@ -22,7 +22,7 @@ def design(key, n_players: int, n_evals: int) -> Design:
     return Design(~jnp.eye(M, dtype=bool), None)
 
 
-def solve(design_: Design, y, v_empty, v_full, active=None):
+def solve(design_: Design, y, v_empty, v_full, active):
     phi = v_full[None, :] - y
     if active is not None:
         phi = phi * active[:, None]

@@ -43,9 +43,22 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from shapjax._plumbing import (DEFAULT_BATCH_SIZE, _batch, _pixel_segments, _broadcast_image_like, _check_images,  # noqa: F401
-                               _check_key, _check_outputs, _check_pos_int, _join_fn, _map_chunks,
-                               _n_outputs, _pick, _split_fn, _sum_chunks)
+from shapjax._util.checks import (
+    _broadcast_image_like,
+    _check_images,
+    _check_key,
+    _check_outputs,
+    _check_pos_int,
+    _pixel_segments,
+)
+from shapjax._util.chunks import (  # noqa: F401
+    DEFAULT_BATCH_SIZE,
+    _batch,
+    _map_chunks,
+    _pick,
+    _sum_chunks,
+)
+from shapjax._util.modelfn import _join_fn, _n_outputs, _split_fn
 
 __all__ = [
     "PixelAttribution", "vanilla_gradient", "gradient_x_input", "integrated_gradients",

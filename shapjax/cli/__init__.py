@@ -1,0 +1,4 @@
+"""The ``shapjax`` command line: one module per command group, :func:`main` dispatches."""
+from shapjax.cli.app import main
+
+__all__ = ["main"]
