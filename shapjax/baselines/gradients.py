@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from shapjax._util.api import keyword_key
 from shapjax._util.checks import (
     _broadcast_image_like,
     _check_images,
@@ -277,7 +278,8 @@ def _smooth_impl(key, fs, fd, images, outputs, sigma, n, bs):
     return PixelAttribution(maps=maps, output_indexes=k, method="smoothgrad")
 
 
-def smoothgrad(key, model_fn, images, *, outputs=None, n_samples: int = 32, noise: float = 0.15,
+@keyword_key
+def smoothgrad(model_fn, images, *, key, outputs=None, n_samples: int = 32, noise: float = 0.15,
                input_range: tuple[float, float] | None = None, batch_size=None) -> PixelAttribution:
     r"""SmoothGrad: the gradient averaged over noisy copies (Smilkov et al. 2017).
 
@@ -338,7 +340,8 @@ def _eg_impl(key, fs, fd, images, background, outputs, noise_std, n, bs):
                             method="expected_gradients")
 
 
-def expected_gradients(key, model_fn, images, background, *, outputs=None, n_samples: int = 64,
+@keyword_key
+def expected_gradients(model_fn, images, background, *, key, outputs=None, n_samples: int = 64,
                        noise_std: float = 0.0, batch_size=None) -> PixelAttribution:
     r"""Expected Gradients / GradientSHAP (Erion et al. 2021; Lundberg & Lee 2017).
 

@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shapjax._util.api import keyword_key
+
 SOURCES = ("tfds:<name>", "folder:<path>", "idx:<images>[,<labels>]", "digits",
            "skimage[:<photo>,...]", "planted-patch:<seed>", "samples:<name>")
 
@@ -412,7 +414,8 @@ def _pattern(kind: int, p: int) -> np.ndarray:
     return np.asarray(pats[kind], np.float32)
 
 
-def planted_patch(key: jax.Array, n: int, *, size: int = 32, n_classes: int = 4, patch_size: int = 8,
+@keyword_key
+def planted_patch(n: int, *, key, size: int = 32, n_classes: int = 4, patch_size: int = 8,
                   channels: int = 3) -> Dataset:
     """Synthetic images whose class is decided only by a planted texture patch.
 
@@ -591,4 +594,4 @@ def load(source: str, *, split: str | None = None, n: int | None = None, size: A
         raise ValueError("n: the planted-patch source needs n (the number of images to generate)")
     if size is not None and size[0] != size[1]:
         raise ValueError(f"size: planted-patch images are square, got {size}")
-    return planted_patch(key, n, size=size[0] if size else 32, channels=channels or 3, **options)
+    return planted_patch(n, key=key, size=size[0] if size else 32, channels=channels or 3, **options)

@@ -46,7 +46,7 @@ def check_budget(est, n_players: int, n_evals: int, players: str) -> None:
             f"it needs at least {need} evaluations (the empty and full coalitions included)"
         )
     if est.name == "exact":
-        est.design(None, n_players, n_evals)  # raises above the enumeration limit
+        est.design(n_players, n_evals, key=None)  # raises above the enumeration limit
 
 
 def raise_not_finite(what: str, v0, v1, method: str, n_evals: int):
@@ -71,7 +71,7 @@ def with_ends(coalitions):
 
 def _run_design(est, key, n_players, n_evals, eval_fn, *, solve_active=None):
     """Design, evaluate (empty and full first), solve: the non-adaptive pipeline for one game."""
-    d = est.design(key, n_players, n_evals)
+    d = est.design(n_players, n_evals, key=key)
     V = eval_fn(with_ends(d.coalitions))
     phi, std = est.solve(d, V[2:], V[0], V[1], solve_active)
     return phi, std, V[0], V[1]
@@ -86,7 +86,7 @@ def _shapley_impl(key, tree, *, value_fn, n_players, method, n_evals, batch_size
         V = eval_fn(jnp.array([[False], [True]]))
         return (V[1] - V[0])[None], None, V[0], V[1]
     if est.estimate is not None:
-        return est.estimate(key, eval_fn, M, n_evals, tree=tree, ks=ks)
+        return est.estimate(eval_fn, M, n_evals, key=key, tree=tree, ks=ks)
     return _run_design(est, key, M, n_evals, eval_fn)
 
 

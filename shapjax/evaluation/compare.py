@@ -324,10 +324,10 @@ def _run_pixel(name, ctx, key, opts):
         n = opts["steps"] + (1 if opts.get("rule", "trapezoid") == "trapezoid" else 0)
     elif name == "smoothgrad":
         opts = {"n_samples": 32, **opts}
-        a, n = G.smoothgrad(key, f, x, outputs=k, batch_size=bs, **opts), opts["n_samples"]
+        a, n = G.smoothgrad(f, x, key=key, outputs=k, batch_size=bs, **opts), opts["n_samples"]
     elif name == "eg":
         opts = {"n_samples": 64, **opts}
-        a = G.expected_gradients(key, f, x, ctx.background, outputs=k, batch_size=bs, **opts)
+        a = G.expected_gradients(f, x, ctx.background, key=key, outputs=k, batch_size=bs, **opts)
         n = opts["n_samples"]
     elif name == "gradcam":
         feats = jax.tree_util.Partial(f.features, f.params)
@@ -352,7 +352,7 @@ def _score(metrics, ctx, pix, segv, key, masks, bs):
         "deletion_segments": lambda: Mx.deletion(f, x, segv, segments=seg, outputs=k, baseline=base,
                                                  batch_size=bs).auc,
         "insertion_segments": lambda: Mx.insertion(f, x, segv, segments=seg, outputs=k, batch_size=bs).auc,
-        "faithfulness": lambda: Mx.faithfulness_correlation(key, f, x, segv, segments=seg, outputs=k,
+        "faithfulness": lambda: Mx.faithfulness_correlation(f, x, segv, key=key, segments=seg, outputs=k,
                                                             baseline=base, batch_size=bs),
         "sparseness": lambda: Mx.sparseness(segv),
         "complexity": lambda: Mx.complexity(segv),

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shapjax._util.api import keyword_key
 from shapjax._util.checks import (
     _broadcast_image_like,
     _check_images,
@@ -337,7 +338,8 @@ def _faith_impl(key, fs, fd, images, base, scores, ids, outputs, n_feat, n, s, s
     return _pearson(attr_sum.reshape(B, n), drop.reshape(B, n))
 
 
-def faithfulness_correlation(key, model_fn, images, attributions, *, outputs=None, segments=None,
+@keyword_key
+def faithfulness_correlation(model_fn, images, attributions, *, key, outputs=None, segments=None,
                              n_subsets: int = 64, subset_size: int | None = None, baseline=0.0,
                              softmax: bool = False, batch_size=None) -> jax.Array:
     r"""Faithfulness correlation (Bhatt et al. 2020).

@@ -164,13 +164,13 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
                 fn = lambda rows: _compose_eval(model_fn, images, repl, seg, out_idx, jnp.full_like(rows, b), Z[rows])  # noqa: E731
                 return _chunked(fn, n, per_game, progress)
 
-            phi, std, v0, v1 = est.estimate(None, eval_fn, M, n_evals, tree=tree, ks=ks)
+            phi, std, v0, v1 = est.estimate(eval_fn, M, n_evals, key=None, tree=tree, ks=ks)
             return phi, v0, v1
 
         phi, v0, v1 = jax.vmap(one)(jnp.arange(B), trees)
         return phi, None, v0, v1, out_idx
 
-    d = est.design(key, M, n_evals)
+    d = est.design(M, n_evals, key=key)
     Z = with_ends(d.coalitions)
     N = Z.shape[0]
     fn = lambda rows: _compose_eval(model_fn, images, repl, seg, out_idx, rows // N, Z[rows % N])  # noqa: E731

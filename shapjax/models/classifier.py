@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from shapjax._util.api import keyword_key
+
 from .cnn import SmallCNN
 from .resnet import ResNet, ResNet18, ResNet50
 
@@ -280,7 +282,8 @@ def _init_variables(module: nn.Module, key: jax.Array, input_shape: tuple[int, i
     return dict(_init_jit(module, key, input_shape))
 
 
-def create(key: jax.Array, arch: str, *, input_shape: Sequence[int], num_classes: int | None = None,
+@keyword_key
+def create(arch: str, *, key, input_shape: Sequence[int], num_classes: int | None = None,
            class_names: Sequence[str] | None = None, name: str = "", **arch_kwargs: Any) -> Classifier:
     """Initialise a :class:`Classifier` of architecture ``arch``.
 
@@ -313,7 +316,8 @@ def create(key: jax.Array, arch: str, *, input_shape: Sequence[int], num_classes
     return Classifier(arch, kwargs, variables, input_shape=input_shape, class_names=class_names, name=name)
 
 
-def small_cnn(key: jax.Array, *, num_classes: int = 10, input_shape: Sequence[int] = (28, 28, 1),
+@keyword_key
+def small_cnn(*, key, num_classes: int = 10, input_shape: Sequence[int] = (28, 28, 1),
               widths: Sequence[int] = (32, 64, 128), hidden: int = 128,
               class_names: Sequence[str] | None = None) -> Classifier:
     """Small CNN for 28x28 digits (about 110k parameters with the default widths).
@@ -325,24 +329,26 @@ def small_cnn(key: jax.Array, *, num_classes: int = 10, input_shape: Sequence[in
       widths: 3x3 conv channels; all but the last followed by 2x2 max pooling.
       hidden: hidden width of the head (0 for a linear head).
     """
-    return create(key, "small_cnn", input_shape=input_shape, num_classes=num_classes,
+    return create("small_cnn", key=key, input_shape=input_shape, num_classes=num_classes,
                   class_names=class_names, widths=tuple(widths), hidden=hidden)
 
 
-def resnet18(key: jax.Array, *, num_classes: int = 10, input_shape: Sequence[int] = (32, 32, 3),
+@keyword_key
+def resnet18(*, key, num_classes: int = 10, input_shape: Sequence[int] = (32, 32, 3),
              stem: str = "cifar", class_names: Sequence[str] | None = None) -> Classifier:
     """ResNet-18 for 32x32 (CIFAR-10 shaped) images; 11.2M parameters with 10 classes."""
-    return create(key, "resnet18", input_shape=input_shape, num_classes=num_classes,
+    return create("resnet18", key=key, input_shape=input_shape, num_classes=num_classes,
                   class_names=class_names, stem=stem)
 
 
-def resnet50(key: jax.Array, *, num_classes: int = 1000, input_shape: Sequence[int] = (224, 224, 3),
+@keyword_key
+def resnet50(*, key, num_classes: int = 1000, input_shape: Sequence[int] = (224, 224, 3),
              stem: str = "imagenet", class_names: Sequence[str] | None = None) -> Classifier:
     """ResNet-50 for 224x224 (ImageNet shaped) images; 25.6M parameters with 1000 classes.
 
     Initialising takes several seconds on a CPU (XLA compiles the initialiser).
     """
-    return create(key, "resnet50", input_shape=input_shape, num_classes=num_classes,
+    return create("resnet50", key=key, input_shape=input_shape, num_classes=num_classes,
                   class_names=class_names, stem=stem)
 
 

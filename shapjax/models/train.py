@@ -35,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from shapjax._util.api import keyword_key
+
 from .adversarial import PGDConfig, pgd_attack
 from .classifier import (
     Classifier,
@@ -120,7 +122,7 @@ def make_train_step(classifier: Classifier, optimizer: optax.GradientTransformat
         x = _augment(k_aug, images.astype(jnp.float32), shift, flip)
         y = labels.astype(jnp.int32)
         if adversarial is not None:
-            x = pgd_attack(k_adv, attack_apply, state.params, x, y, eps=adversarial.eps,
+            x = pgd_attack(attack_apply, state.params, x, y, key=k_adv, eps=adversarial.eps,
                            step_size=adversarial.step_size, n_steps=adversarial.n_steps,
                            norm=adversarial.norm)
 
@@ -182,7 +184,8 @@ def _check_data(classifier: Classifier, data: Any, argname: str) -> None:
                          f"range [{labels.min()}, {labels.max()}]")
 
 
-def train(key: jax.Array, classifier: Classifier, data: Any, *, epochs: int = 5, batch_size: int = 128,
+@keyword_key
+def train(classifier: Classifier, data: Any, *, key, epochs: int = 5, batch_size: int = 128,
           learning_rate: float = 1e-3, weight_decay: float = 1e-4,
           optimizer: optax.GradientTransformation | None = None, eval_data: Any = None,
           shift: int = 0, flip: bool = False, adversarial: PGDConfig | None = None,

@@ -3,7 +3,7 @@
 A non-adaptive estimator is two pure functions (blackjax-style low-level
 kernels under the thin :func:`shapjax.shapley` facade):
 
-* ``design(key, n_players, n_evals, **options) -> Design`` picks the
+* ``design(n_players, n_evals, *, key) -> Design`` picks the
   coalitions to evaluate (``[N, M]`` bool, the empty and full coalitions are
   *not* included: the engine always evaluates those two itself) plus any
   estimator-specific ``aux`` pytree (weights, permutations...).
@@ -14,7 +14,7 @@ Because the design does not depend on the game, one design can be shared by
 many games (a batch of images) and the regression factored once.
 
 Adaptive estimators (the Owen/partition explainer) instead provide
-``estimate(key, eval_fn, n_players, n_evals, **options)``.
+``estimate(eval_fn, n_players, n_evals, *, key, **options)``.
 """
 from __future__ import annotations
 

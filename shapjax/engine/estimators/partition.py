@@ -114,7 +114,7 @@ def schedule(n_players: int, n_evals: int, *, tree: Tree | None = None):
     return ks
 
 
-def estimate(key, eval_fn, n_players: int, n_evals: int, *, tree: Tree | None = None, ks=None):
+def estimate(eval_fn, n_players: int, n_evals: int, *, key, tree: Tree | None = None, ks=None):
     """Owen values of the game ``eval_fn([n, M] bool) -> [n, K]``.
 
     Returns ``(values [M, K], None, v_empty [K], v_full [K])``.
