@@ -48,7 +48,7 @@ def wmap(w, k):
 
 def test_vanilla_gradient_of_linear_model_is_its_weights(lin, images):
     f, w, _ = lin
-    r = G.vanilla_gradient(f, images, outputs=jnp.array([0, 2, 1]))
+    r = G.vanilla_gradient(f, images, outputs=jnp.array([[0], [2], [1]]))
     assert r.maps.shape == images.shape and r.method == "vanilla_gradient"
     np.testing.assert_allclose(r.maps, wmap(w, [0, 2, 1]), atol=1e-6)
     np.testing.assert_array_equal(r.output_indexes, [0, 2, 1])
@@ -162,7 +162,7 @@ def test_grad_cam_matches_hand_computation():
         return p @ Wf  # [B, 2, 2, 3]
 
     head = lambda fm: fm.reshape(fm.shape[0], -1) @ Wh
-    r = G.grad_cam(feat, head, x, outputs=jnp.array([1, 2]))
+    r = G.grad_cam(feat, head, x, outputs=jnp.array([[1], [2]]))
     A = np.asarray(feat(x))
     for b, k in enumerate([1, 2]):
         grads = np.asarray(Wh[:, k]).reshape(2, 2, 3)  # head is linear: dy/dA = Wh

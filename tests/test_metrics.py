@@ -273,7 +273,7 @@ def test_cascading_randomization_shipped_mnist_cnn():
     x = jnp.asarray(data.samples("mnist").images[:3])
     res = S.cascading_randomization(clf.apply, clf.params, x, key=jax.random.key(0))
     assert res.layers[0] == "original" and len(res.layers) == 1 + len(S.layer_order(clf.params))
-    k = jnp.argmax(clf(x), -1)
+    k = jnp.argmax(clf(x), -1)[:, None]
     noisy = jnp.clip(x + 0.02 * jax.random.normal(jax.random.key(1), x.shape), 0, 1)
     a = G.vanilla_gradient(clf, x, outputs=k).heatmap()
     b = G.vanilla_gradient(clf, noisy, outputs=k).heatmap()

@@ -24,6 +24,7 @@ class _Static:
     __hash__ = lambda self: hash(self._key)
     __eq__ = lambda self, other: isinstance(other, _Static) and self._key == other._key
 
+
 def _split_fn(fn, name: str):
     """Split a callable into (static, dynamic arrays): arrays of pytree callables are traced."""
     if not callable(fn):
@@ -40,8 +41,10 @@ def _split_fn(fn, name: str):
         return _Static(fn), ()
     return treedef, tuple(leaves)
 
+
 def _join_fn(static, dynamic):
     return static.fn if isinstance(static, _Static) else jax.tree_util.tree_unflatten(static, dynamic)
+
 
 def _n_outputs(model_fn, images, name: str = "model_fn") -> int:
     if not callable(model_fn):

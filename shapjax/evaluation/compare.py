@@ -313,7 +313,7 @@ def _window(ctx, opts):
 
 
 def _run_pixel(name, ctx, key, opts):
-    f, x, k, bs = ctx.model, ctx.images, ctx.pred, ctx.batch_size
+    f, x, k, bs = ctx.model, ctx.images, ctx.pred[:, None], ctx.batch_size  # one class per image: [B, 1]
     if name == "gradient":
         a, n = G.vanilla_gradient(f, x, outputs=k, batch_size=bs, **opts), 1
     elif name == "gradxinput":
@@ -345,7 +345,7 @@ def _run_pixel(name, ctx, key, opts):
 
 
 def _score(metrics, ctx, pix, segv, key, masks, bs):
-    f, x, k, base, seg = ctx.model, ctx.images, ctx.pred, ctx.baseline, ctx.seg
+    f, x, k, base, seg = ctx.model, ctx.images, ctx.pred[:, None], ctx.baseline, ctx.seg  # [B, 1]
     fns = {
         "deletion": lambda: Mx.deletion(f, x, pix, outputs=k, baseline=base, batch_size=bs).auc,
         "insertion": lambda: Mx.insertion(f, x, pix, outputs=k, batch_size=bs).auc,

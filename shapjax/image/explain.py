@@ -7,13 +7,14 @@ shared by the batch so the regression estimators factor their system once.
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from shapjax._util.checks import check_int, check_key, is_traced
+from shapjax._util.outputs import Outputs, parse_outputs
 from shapjax.engine.estimators import get_estimator
 from shapjax.engine.estimators.partition import Tree, balanced_tree, schedule
 from shapjax.engine.games import auto_batch_size
@@ -22,8 +23,6 @@ from shapjax.image.explanation import Explanation
 from shapjax.image.maskers import Masker
 from shapjax.image.segment import Segmenter, check_segments, partition_tree
 from shapjax.kernels.masking import compose_rows
-
-Outputs = Union[None, int, Sequence[int], str, jax.Array]
 
 
 def _as_images(images) -> jax.Array:
@@ -43,32 +42,6 @@ def _as_images(images) -> jax.Array:
     if not is_traced(images) and not bool(jnp.all(jnp.isfinite(images))):
         raise ValueError("images contain NaN or infinite values")
     return images
-
-
-def _parse_outputs(outputs: Outputs, n_classes: int, batch: int):
-    """Returns ``(mode, k, index_array_or_None)``: mode is "all", "given" or "top"."""
-    if outputs is None:
-        return "all", n_classes, None
-    if isinstance(outputs, str):
-        s = outputs.strip().lower()
-        if s.startswith("top-") and s[4:].isdigit() and int(s[4:]) >= 1:
-            k = int(s[4:])
-            if k > n_classes:
-                raise ValueError(f"outputs={outputs!r} asks for more classes than the model's {n_classes} outputs")
-            return "top", k, None
-        raise ValueError(f"outputs must be None, an int, a list of ints, an int array [B, K] or 'top-k' (e.g. 'top-3'); got {outputs!r}")
-    if isinstance(outputs, (int, np.integer)) and not isinstance(outputs, bool):
-        outputs = [int(outputs)]
-    idx = jnp.asarray(outputs)
-    if not jnp.issubdtype(idx.dtype, jnp.integer) or idx.ndim not in (1, 2):
-        raise ValueError(f"outputs must be ints [K] or [B, K]; got {outputs!r}")
-    if not is_traced(idx) and idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n_classes):
-        raise ValueError(f"outputs indexes must be in 0..{n_classes - 1} (the model returns {n_classes} outputs); got {np.asarray(idx).tolist()}")
-    if idx.ndim == 1:
-        idx = jnp.broadcast_to(idx[None], (batch, idx.shape[0]))
-    elif idx.shape[0] != batch:
-        raise ValueError(f"outputs of shape [B, K] must have B={batch} rows; got {tuple(idx.shape)}")
-    return "given", idx.shape[1], idx.astype(jnp.int32)
 
 
 def _model_classes(model_fn, H, W, C) -> int:
@@ -249,8 +222,9 @@ def explain(
         ``"antithetic"``, ``"stratified"``, ``"partition"`` (Owen values over
         a spatial hierarchy of the segments), ``"lime"`` or ``"occlusion"``.
       n_evals: coalitions evaluated per image (empty and full included).
-      outputs: None (every output), an int, a list of ints, an int array
-        ``[B, K]``, or ``"top-k"`` (the k largest outputs on the unmasked image).
+      outputs: None (every output), an int (that class for every image), a list
+        of K ints (those classes for every image), an int array ``[B, K]`` (per
+        image), or ``"top-k"`` (the k largest outputs on the unmasked image).
       batch_size: model batch per call (chunk of composed images); None picks one.
       n_segments: number of segments, required only when ``segments`` is a
         traced array (inside the caller's ``jax.jit``).
@@ -289,7 +263,7 @@ def explain(
     seg, M = check_segments(seg_arr, images, n_segments=n_segments)
     check_budget(est, M, n_evals, f"{M} segments")
     n_classes = _model_classes(model_fn, H, W, C)
-    out_mode, k, out_idx = _parse_outputs(outputs, n_classes, B)
+    out_mode, k, out_idx = parse_outputs(outputs, n_classes=n_classes, batch=B)
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", 1)
     R = masker.n_replacements()
