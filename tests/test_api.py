@@ -1,10 +1,9 @@
 """Public signatures follow one convention: `key` keyword-only and required, options keyword-only."""
 import importlib
 import inspect
+import pkgutil
 
 import pytest
-
-import pkgutil
 
 import shapjax
 

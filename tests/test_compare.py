@@ -94,6 +94,16 @@ def test_save_writes_csv_json_png(result, tmp_path):
     assert not list((tmp_path / "out").glob(".tmp-*"))
 
 
+def test_csv_quotes_round_trip(result, tmp_path):
+    import dataclasses
+
+    odd = 'a"b, "c"\nd'
+    path = dataclasses.replace(result, rows=[dict(result.rows[0], label=odd)]).to_csv(tmp_path / "odd.csv")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and rows[0]["label"] == odd and rows[0]["method"] == result.rows[0]["method"]
+
+
 def test_compare_bad_inputs(tiny):
     clf, x = tiny
     kw = dict(key=jax.random.key(0), segments=segment.grid(3, 3), masker=maskers.constant(0.0), progress=False)

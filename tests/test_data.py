@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from shapjax import data
+from shapjax.data import synthetic
 
 
 # ------------------------------------------------------------------- tfds
@@ -195,7 +196,7 @@ def test_planted_patch_ground_truth():
         patch = img[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
         assert patch.shape == (6, 6, 3)
         bright = patch.mean(-1) > 0.5  # the binary pattern of the class, whatever the colours
-        np.testing.assert_array_equal(bright, data._pattern(int(y), 6) > 0.5)
+        np.testing.assert_array_equal(bright, synthetic._pattern(int(y), 6) > 0.5)
     # deterministic in the key, different for another key
     again = data.planted_patch(40, key=jax.random.key(0), size=24, n_classes=4, patch_size=6)
     np.testing.assert_array_equal(again.images, ds.images)

@@ -43,7 +43,9 @@ References:
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -179,14 +181,16 @@ class CompareResult:
         return np.asarray([r[name] for r in self.rows if method is None or r["method"] == method])
 
     def to_csv(self, path) -> str:
-        """Write the table as CSV (atomically). Returns the path."""
+        """Write the table as CSV with the :mod:`csv` module (RFC 4180 quoting; atomically). Returns the path."""
         def cell(v):
             if isinstance(v, float):
                 return "" if math.isnan(v) else f"{v:.6g}"
-            s = str(v)
-            return f'"{s}"' if ("," in s or '"' in s) else s
-        lines = [",".join(self.columns)] + [",".join(cell(r[c]) for c in self.columns) for r in self.rows]
-        return _atomic_write(path, "\n".join(lines) + "\n")
+            return v
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(self.columns)
+        writer.writerows([cell(r[c]) for c in self.columns] for r in self.rows)
+        return _atomic_write(path, buf.getvalue())
 
     def to_dict(self) -> dict:
         """JSON-ready dict: ``meta``, ``columns``, ``rows``, ``summary`` (NaN -> None)."""

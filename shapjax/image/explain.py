@@ -15,13 +15,15 @@ import numpy as np
 
 from shapjax._util.checks import check_int, check_key, is_traced
 from shapjax._util.outputs import Outputs, parse_outputs
+from shapjax._util.progress import BARS
 from shapjax.engine.estimators import get_estimator
 from shapjax.engine.estimators.partition import Tree, balanced_tree, schedule
 from shapjax.engine.games import auto_batch_size
 from shapjax.engine.shapley import check_budget, raise_not_finite, with_ends
 from shapjax.image.explanation import Explanation
+from shapjax.image.hierarchy import partition_tree
 from shapjax.image.maskers import Masker
-from shapjax.image.segment import Segmenter, check_segments, partition_tree
+from shapjax.image.segment import Segmenter, check_segments
 from shapjax.kernels.masking import compose_rows
 
 
@@ -71,31 +73,21 @@ def _compose_eval(model_fn, images, repl, seg, out_idx, rows_b, Z):
     return jnp.take_along_axis(out, out_idx[rows_b], axis=1)
 
 
-class _Progress:
-    """Host-side progress bar ticked once per evaluated chunk (only when asked for)."""
-
-    bar = None
-
-    @classmethod
-    def tick(cls, n):
-        if cls.bar is not None:
-            cls.bar.update(int(np.sum(n)))
-
-
-def _chunked(fn, n_rows: int, batch_size: int, progress: bool = False):
+def _chunked(fn, n_rows: int, batch_size: int, progress=None):
     """Run ``fn(rows [bs] int) -> [bs, K]`` over ``0..n_rows-1`` in chunks (lax.map).
 
-    With ``progress`` a ``jax.debug.callback`` reports each finished chunk to
+    With ``progress`` (a traced bar token of :mod:`shapjax._util.progress`) a
+    ``jax.debug.callback`` reports each finished chunk to
     the host (the only host callback in the engine, off by default).
     """
     bs = min(batch_size, n_rows)
     n_chunks = -(-n_rows // bs)
-    if progress:
+    if progress is not None:
         inner = fn
 
         def fn(rows):
             out = inner(rows)
-            jax.debug.callback(_Progress.tick, jnp.minimum(rows[-1] + 1, n_rows) - rows[0] + 0 * out[0, 0].astype(jnp.int32))
+            jax.debug.callback(BARS.tick, progress, jnp.minimum(rows[-1] + 1, n_rows) - rows[0] + 0 * out[0, 0].astype(jnp.int32))
             return out
 
     rows = jnp.minimum(jnp.arange(n_chunks * bs), n_rows - 1).reshape(n_chunks, bs)
@@ -108,10 +100,10 @@ def _chunked(fn, n_rows: int, batch_size: int, progress: bool = False):
 @partial(
     jax.jit,
     static_argnames=("model_fn", "n_segments", "method", "n_evals", "batch_size", "out_mode", "k", "ks", "all_active",
-                     "progress"),
+                     ),
 )
-def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, *, model_fn, n_segments, method, n_evals,
-                  batch_size, out_mode, k, ks, all_active, progress=False):
+def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, progress, *, model_fn, n_segments, method, n_evals,
+                  batch_size, out_mode, k, ks, all_active):
     est = get_estimator(method)
     if model_fn is None:
         model_fn = model_tree
@@ -180,7 +172,7 @@ def split_model(model_fn):
 
 
 def _trees(seg: np.ndarray, M: int) -> Tree:
-    """One spatial hierarchy per image (:func:`shapjax.segment.partition_tree`), stacked."""
+    """One spatial hierarchy per image (:func:`shapjax.image.hierarchy.partition_tree`), stacked."""
     ts = [partition_tree(s, n_segments=M) for s in seg]
     return Tree(*(np.stack([getattr(t, f) for t in ts]) for f in ("left", "right", "members")))
 
@@ -291,23 +283,15 @@ def explain(
     if M == 1:
         raise ValueError("segments define a single segment: at least 2 players are needed to explain anything")
     progress = bool(progress) and not is_traced(images)
+    static_fn, model_tree = split_model(model_fn)
+    run = partial(_explain_impl, key, images, jnp.asarray(seg), masker, out_idx, active, trees, model_tree,
+                  model_fn=static_fn, n_segments=M, method=method, n_evals=n_evals, batch_size=bs,
+                  out_mode=out_mode, k=k, ks=ks, all_active=all_active)
     if progress:
-        from tqdm.auto import tqdm
-
-        _Progress.bar = tqdm(total=B * used, unit="eval", desc=f"explain ({method})", leave=False)
-    try:
-        static_fn, model_tree = split_model(model_fn)
-        phi, std, v0, v1, out_idx = _explain_impl(
-            key, images, jnp.asarray(seg), masker, out_idx, active, trees, model_tree,
-            model_fn=static_fn, n_segments=M, method=method, n_evals=n_evals, batch_size=bs,
-            out_mode=out_mode, k=k, ks=ks, all_active=all_active, progress=progress,
-        )
-        if progress:
-            jax.block_until_ready(phi)
-    finally:
-        if progress and _Progress.bar is not None:
-            _Progress.bar.close()
-            _Progress.bar = None
+        with BARS.open(total=B * used, desc=f"explain ({method})") as token:
+            phi, std, v0, v1, out_idx = jax.block_until_ready(run(jnp.int32(token)))
+    else:
+        phi, std, v0, v1, out_idx = run(None)
     if not is_traced(phi) and not bool(jnp.all(jnp.isfinite(phi))):
         raise_not_finite("model_fn", v0, v1, method, n_evals)
     return Explanation(

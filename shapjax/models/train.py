@@ -26,6 +26,7 @@ References:
 """
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -43,6 +44,7 @@ from .classifier import (
     save_checkpoint,
 )
 
+_LOG = logging.getLogger(__name__)
 
 class TrainState(NamedTuple):
     """State of :func:`make_train_step`: flax variables, optimizer state, step count."""
@@ -210,8 +212,8 @@ def train(classifier: Classifier, data: Any, *, key, epochs: int = 5, batch_size
         (``.msgpack`` + ``.json`` with the history and ``metadata``).
       metadata: extra entries for the checkpoint's JSON.
       progress: show a tqdm progress bar.
-      log: where epoch reports go (default: ``tqdm.write``; ``progress=False``
-        and no ``log`` prints nothing).
+      log: where epoch reports go (default: the ``logging`` logger
+        ``shapjax.models.train`` at INFO level; the CLI passes its own).
 
     Returns:
       :class:`TrainResult` ``(classifier, history)``; ``history[i]`` has
@@ -234,7 +236,7 @@ def train(classifier: Classifier, data: Any, *, key, epochs: int = 5, batch_size
     if adversarial is not None and not isinstance(adversarial, PGDConfig):
         raise TypeError(f"adversarial: expected a PGDConfig or None, got {type(adversarial).__name__}")
     if log is None:
-        log = tqdm.write if progress else (lambda _msg: None)
+        log = _LOG.info
 
     n = len(data.labels)
     batch_size = min(int(batch_size), n)

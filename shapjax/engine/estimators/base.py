@@ -40,8 +40,11 @@ class Estimator(NamedTuple):
       solve: see module docstring (None for adaptive estimators).
       estimate: adaptive path (None for design/solve estimators).
       efficient: whether values sum exactly to ``v(all) - v(empty)``.
-      shapley: whether the method estimates Shapley values (LIME and
-        occlusion do not).
+      estimates: what the method's values estimate, one of :data:`TARGETS`:
+        ``"shapley"`` (Shapley values), ``"owen"`` (Owen values over a partition
+        tree: equal to the Shapley values only for special games, e.g. additive
+        ones), ``"lime-surrogate"`` (coefficients of a locally weighted linear
+        surrogate) or ``"leave-one-out"`` (occlusion: ``v(N) - v(N \\ i)``).
       used_evals: ``(M, n_evals, options) -> int``, evaluations actually spent.
     """
 
@@ -52,4 +55,18 @@ class Estimator(NamedTuple):
     solve: Optional[Callable] = None
     estimate: Optional[Callable] = None
     efficient: bool = True
-    shapley: bool = True
+    estimates: str = "shapley"
+
+    @property
+    def shapley(self) -> bool:
+        """True when the values estimate Shapley values (see :attr:`estimates`)."""
+        return self.estimates == "shapley"
+
+
+#: What an estimator's values can estimate, with a one-line meaning (``shapjax methods`` shows it).
+TARGETS = {
+    "shapley": "Shapley values",
+    "owen": "Owen values (a partition-tree variant of Shapley values)",
+    "lime-surrogate": "coefficients of a local linear surrogate (not Shapley values)",
+    "leave-one-out": "leave-one-out drops v(N) - v(N - i) (not Shapley values)",
+}

@@ -49,5 +49,5 @@ ESTIMATOR = Estimator(
     design=design,
     solve=solve,
     efficient=False,
-    shapley=False,
+    estimates="lime-surrogate",
 )

@@ -36,5 +36,5 @@ ESTIMATOR = Estimator(
     design=design,
     solve=solve,
     efficient=False,
-    shapley=False,
+    estimates="leave-one-out",
 )
