@@ -266,6 +266,40 @@ class Classifier:
         }
 
 
+def _freeze(v):
+    if isinstance(v, dict):
+        return ("__dict__", tuple((k, _freeze(x)) for k, x in v.items()))
+    if isinstance(v, list):
+        return ("__list__", tuple(_freeze(x) for x in v))
+    return v
+
+
+def _thaw(v):
+    if isinstance(v, tuple) and len(v) == 2 and v[0] == "__dict__":
+        return {k: _thaw(x) for k, x in v[1]}
+    if isinstance(v, tuple) and len(v) == 2 and v[0] == "__list__":
+        return [_thaw(x) for x in v[1]]
+    return v
+
+
+def _flatten_classifier(clf: Classifier):
+    """A Classifier is a pytree: its variables are the children, everything else is static."""
+    aux = tuple((k, _freeze(v)) for k, v in vars(clf).items() if k != "params")
+    return (clf.params,), aux
+
+
+def _unflatten_classifier(aux, children) -> Classifier:
+    clf = object.__new__(Classifier)
+    for k, v in aux:
+        object.__setattr__(clf, k, _thaw(v))
+    object.__setattr__(clf, "params", children[0])
+    return clf
+
+
+# Models are data: jax.jit / shapjax.explain pass a Classifier's variables as traced arguments.
+jax.tree_util.register_pytree_node(Classifier, _flatten_classifier, _unflatten_classifier)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 2))
 def _init_jit(module: nn.Module, key: jax.Array, input_shape: tuple[int, int, int]) -> Any:
     # Flax draws once per parameter tensor; each threefry draw is a separately compiled kernel
