@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shapjax._util.checks import check_int, check_key, is_traced
+from shapjax._util.checks import check_images, check_int, check_key, is_traced
 from shapjax._util.modelfn import join_model, split_model
 from shapjax._util.outputs import Outputs, parse_outputs
 from shapjax._util.progress import BARS
@@ -29,22 +29,7 @@ from shapjax.kernels.masking import compose_rows
 
 
 def _as_images(images) -> jax.Array:
-    if isinstance(images, (list, tuple)):
-        images = np.stack([np.asarray(i) for i in images])
-    if not hasattr(images, "shape") or not hasattr(images, "dtype"):
-        raise TypeError(f"images must be an array [B, H, W, C] or [H, W, C]; got {type(images).__name__}")
-    if images.ndim == 3:
-        images = images[None]
-    if images.ndim != 4:
-        raise ValueError(f"images must be [B, H, W, C] (or a single [H, W, C] image); got shape {tuple(images.shape)}")
-    if images.shape[0] < 1 or min(images.shape[1:]) < 1:
-        raise ValueError(f"images must be non-empty; got shape {tuple(images.shape)}")
-    if not jnp.issubdtype(images.dtype, jnp.number):
-        raise TypeError(f"images must be numeric; got dtype {images.dtype}")
-    images = jnp.asarray(images, jnp.float32)
-    if not is_traced(images) and not bool(jnp.all(jnp.isfinite(images))):
-        raise ValueError("images contain NaN or infinite values")
-    return images
+    return check_images(images, "images", single_ok=True)
 
 
 def _model_classes(static, dynamic, H, W, C) -> int:
