@@ -489,6 +489,40 @@ def classifier_from_bytes(meta: Mapping[str, Any], data: bytes, *, source: str =
                       normalization=meta.get("normalization"))
 
 
+def variable_template(arch: str, arch_kwargs: Mapping[str, Any], input_shape: Sequence[int]) -> dict:
+    """The variables of architecture ``arch`` as ``jax.ShapeDtypeStruct`` leaves (nothing is computed)."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"arch: unknown architecture {arch!r}; valid: {sorted(ARCHITECTURES)}")
+    module = ARCHITECTURES[arch](**{k: _tuplify(v) for k, v in dict(arch_kwargs).items()})
+    x = jnp.zeros((1, *tuple(int(s) for s in input_shape)), jnp.float32)
+    return dict(jax.eval_shape(lambda: module.init(jax.random.key(0), x)))
+
+
+def from_variables(arch: str, arch_kwargs: Mapping[str, Any], variables: Mapping[str, Any], *,
+                   input_shape: Sequence[int], class_names: Sequence[str] | None = None,
+                   normalization: Any = None, name: str = "", source: str = "variables") -> Classifier:
+    """A :class:`Classifier` from nested variables (numpy or jax arrays), checked against ``arch``.
+
+    Every entry of the architecture must be present with its shape, and nothing
+    else; the message of the ``ValueError`` otherwise names the first
+    mismatching entries (``source`` names where the variables came from).
+    """
+    template = variable_template(arch, arch_kwargs, input_shape)
+    flat_t = dict(jax.tree_util.tree_flatten_with_path(template)[0])
+    flat_v = dict(jax.tree_util.tree_flatten_with_path(dict(variables))[0])
+    if set(flat_t) != set(flat_v):
+        extra = sorted(jax.tree_util.keystr(k) for k in set(flat_v) - set(flat_t))
+        lack = sorted(jax.tree_util.keystr(k) for k in set(flat_t) - set(flat_v))
+        raise ValueError(f"{source}: do not fit architecture {arch} (unexpected {extra[:3]}, missing {lack[:3]})")
+    for k, t in flat_t.items():
+        if tuple(t.shape) != tuple(np.shape(flat_v[k])):
+            raise ValueError(f"{source}: {jax.tree_util.keystr(k)} has shape {tuple(np.shape(flat_v[k]))}, "
+                             f"architecture {arch} expects {tuple(t.shape)}")
+    variables = jax.tree_util.tree_map(lambda t, v: jnp.asarray(v, t.dtype), template, dict(variables))
+    return Classifier(arch, arch_kwargs, variables, input_shape=input_shape, class_names=class_names,
+                      normalization=normalization, name=name)
+
+
 def load_checkpoint(path: str | os.PathLike) -> Classifier:
     """Read a checkpoint written by :func:`save_checkpoint`.
 

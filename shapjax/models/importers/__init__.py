@@ -1,0 +1,1 @@
+"""Importers: other frameworks' checkpoints as :class:`shapjax.models.Classifier` (placeholder)."""
