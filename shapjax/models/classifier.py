@@ -251,12 +251,20 @@ class Classifier:
         return isinstance(self.params, Mapping) and "batch_stats" in self.params
 
     def replace(self, *, params: Any = None, class_names: Sequence[str] | None = None,
-                name: str | None = None) -> "Classifier":
-        """A copy with new variables / class names / name (same architecture)."""
+                name: str | None = None, normalization: Any = "keep") -> "Classifier":
+        """A copy with new variables / class names / name / normalisation (same architecture).
+
+        ``normalization="keep"`` (default) keeps it; ``None`` removes it.
+        """
+        if isinstance(normalization, str) and normalization == "keep":
+            normalization = self.normalization
+        elif not self.is_architecture:
+            raise TypeError(f"normalization: cannot be changed on a {self.arch!r} classifier given by functions "
+                            "(give it when importing)")
         return Classifier(self.arch, self.arch_kwargs, self.params if params is None else params,
                           input_shape=self.input_shape,
                           class_names=self.class_names if class_names is None else class_names,
-                          name=self.name if name is None else name, normalization=self.normalization,
+                          name=self.name if name is None else name, normalization=normalization,
                           _net=None if self.is_architecture else self._net)
 
     # ------------------------------------------------------------ pure maps
