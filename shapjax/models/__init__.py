@@ -8,7 +8,7 @@
   models offline.
 - :func:`save_checkpoint` / :func:`load_checkpoint`: flax msgpack + JSON metadata.
 - :class:`InceptionV3` (Keras's layout) and :mod:`shapjax.models.importers`:
-  torch ResNets, Keras, ONNX and orbax checkpoints as :class:`Classifier`\ s.
+  torch ResNets, Keras, ONNX and orbax checkpoints, each as a :class:`Classifier`.
 """
 from .classifier import (
                          ARCHITECTURES,

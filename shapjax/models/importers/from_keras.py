@@ -139,7 +139,7 @@ def _unit_order(config) -> list[int]:
     return [ranks[n] for n in names]
 
 
-def inception_variables(weights: dict[str, list[np.ndarray]], config: dict | None = None) -> dict:
+def inception_variables(weights: dict[str, list[np.ndarray]], *, config: dict | None = None) -> dict:
     """Flax variables of :class:`~shapjax.models.InceptionV3` from Keras's per-layer arrays.
 
     ``weights`` names the layers as a Keras 3 weights file does (by class, in
@@ -190,7 +190,7 @@ def load_keras(path: str | Path, *, input_shape: Sequence[int] | None = None,
     path = Path(path)
     config, weights = read_keras_file(path)
     if is_inception_v3(config, weights):
-        variables = inception_variables(weights, config)
+        variables = inception_variables(weights, config=config)
         shape = tuple(input_shape) if input_shape is not None else (_input_shape_from_config(config) or (299, 299, 3))
         K = int(variables["params"]["fc"]["kernel"].shape[1])
         act = None
@@ -268,7 +268,7 @@ def from_keras_model(model: Any, *, input_shape: Sequence[int] | None = None,
         layers = list(model.layers)
         cut = max((i for i, layer in enumerate(layers) if len(layer.output.shape) == 4), default=None)
         if cut is not None and cut < len(layers) - 1:
-            feat_model = keras.Sequential(layers[: cut + 1])
+            feat_model = keras.Sequential([keras.Input(tuple(input_shape))] + layers[: cut + 1])
             head_model = keras.Sequential([keras.Input(layers[cut].output.shape[1:])] + layers[cut + 1:])
             features, head = _KerasCall(feat_model, all_tv, all_ntv), _KerasCall(head_model, all_tv, all_ntv)
     return Classifier.from_functions(_KerasCall(model, all_tv, all_ntv), params, input_shape=input_shape,
