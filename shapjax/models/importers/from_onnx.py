@@ -32,6 +32,7 @@ References:
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -187,7 +188,9 @@ def load_onnx(path: str | Path, *, input_shape: Sequence[int] | None = None,
 
     def one_image(graph_fn):
         def run(p, xi):  # xi: one image in the graph's layout, without the batch axis
-            return graph_fn({**p, **consts}, [xi[None]])[0][0]
+            with warnings.catch_warnings():  # shape arithmetic in int64 runs as int32 (jax without x64): fine
+                warnings.filterwarnings("ignore", message="Explicitly requested dtype int64")
+                return graph_fn({**p, **consts}, [xi[None]])[0][0]
         return jax.vmap(run, in_axes=(None, 0))
 
     run_all = one_image(fn)
