@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shapjax import cli
 import shapjax.cli.app  # noqa: F401  (cli.app is patched below)
+from shapjax import cli
 from shapjax.cli import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -271,7 +271,7 @@ def test_models_and_methods_one_line_each(capsys):
     out = capsys.readouterr().out.splitlines()
     assert len(out) == len(ESTIMATORS)
     for name, line in zip(ESTIMATORS, out):
-        assert line.split()[0] == name
+        assert line.split()[0] == name and line.split()[1] == ESTIMATORS[name].estimates
         assert any(c.isdigit() for c in line.rsplit("[", 1)[1]), line  # a reference with its year
     assert "Lundberg & Lee 2017" in next(ln for ln in out if ln.startswith("kernel"))
 

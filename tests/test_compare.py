@@ -19,7 +19,7 @@ H = W = 12
 
 @pytest.fixture(scope="module")
 def tiny():
-    clf = models.small_cnn(jax.random.key(0), num_classes=3, input_shape=(H, W, 1), widths=(4, 8), hidden=0)
+    clf = models.small_cnn(key=jax.random.key(0), num_classes=3, input_shape=(H, W, 1), widths=(4, 8), hidden=0)
     x = jax.random.uniform(jax.random.key(1), (3, H, W, 1))
     return clf, x
 
@@ -92,6 +92,16 @@ def test_save_writes_csv_json_png(result, tmp_path):
     assert set(js["summary"]["ig"]["insertion"]) == {"mean", "std", "n"}
     assert open(paths["png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert not list((tmp_path / "out").glob(".tmp-*"))
+
+
+def test_csv_quotes_round_trip(result, tmp_path):
+    import dataclasses
+
+    odd = 'a"b, "c"\nd'
+    path = dataclasses.replace(result, rows=[dict(result.rows[0], label=odd)]).to_csv(tmp_path / "odd.csv")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and rows[0]["label"] == odd and rows[0]["method"] == result.rows[0]["method"]
 
 
 def test_compare_bad_inputs(tiny):
@@ -207,7 +217,7 @@ def test_lime_surrogate_matches_lime_package():
 @pytest.mark.skipif("planted-patch" not in models.available(), reason="planted-patch weights not shipped")
 def test_pointing_game_hits_planted_patch():
     clf = models.pretrained("planted-patch")
-    ds = data.planted_patch(jax.random.key(2024), 6)  # fresh images from the generator (not the training seeds)
+    ds = data.planted_patch(6, key=jax.random.key(2024))  # fresh images from the generator (not the training seeds)
     k = jnp.argmax(clf(ds.images), -1)
     assert float(jnp.mean(k == ds.labels)) >= 5 / 6  # the model uses the patch
     exp = explain(clf, ds.images, key=jax.random.key(0), segments=segment.grid(8, 8), masker=maskers.blur(4.0),

@@ -18,6 +18,7 @@ def _check_images(images, name: str = "images") -> jax.Array:
         raise ValueError(f"{name}: expected shape [B, H, W, C], got {images.shape}")
     return images
 
+
 def _check_key(key):
     if not isinstance(key, (jax.Array, np.ndarray)):
         raise TypeError(f"key: expected a jax PRNG key (jax.random.key(0)), got {type(key).__name__}")
@@ -29,22 +30,6 @@ def _check_key(key):
         raise TypeError(f"key: expected a jax PRNG key (jax.random.key(0)), got {k.dtype}{k.shape}")
     return k
 
-def _check_outputs(outputs, B: int, K: int):
-    """None, an int, or a ``[B]`` int array -> None or ``[B]`` int32."""
-    if outputs is None:
-        return None
-    o = jnp.asarray(outputs)
-    if not jnp.issubdtype(o.dtype, jnp.integer):
-        raise TypeError(f"outputs: expected int output indexes, got dtype {o.dtype}")
-    if o.ndim == 0:
-        o = jnp.full((B,), o)
-    if o.shape != (B,):
-        raise ValueError(f"outputs: expected an int or shape [{B}], got {o.shape}")
-    if not isinstance(o, jax.core.Tracer):
-        lo, hi = int(o.min()), int(o.max())
-        if lo < 0 or hi >= K:
-            raise ValueError(f"outputs: indexes must lie in [0, {K}), got range [{lo}, {hi}]")
-    return o.astype(jnp.int32)
 
 def _broadcast_image_like(value, images, name: str) -> jax.Array:
     """A scalar, ``[H, W, C]``/``[C]`` or ``[B, H, W, C]`` -> ``[B, H, W, C]``."""
@@ -55,10 +40,12 @@ def _broadcast_image_like(value, images, name: str) -> jax.Array:
         raise ValueError(f"{name}: expected a scalar or an array broadcastable to "
                          f"{images.shape}, got shape {v.shape}") from None
 
+
 def _check_pos_int(v, name: str) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
         raise ValueError(f"{name}: expected a positive int, got {v!r}")
     return int(v)
+
 
 def _pixel_segments(segments, B: int, H: int, W: int):
     """Segment ids as ``[B, H, W]`` ints (``[H, W]`` is broadcast); clear errors otherwise."""
@@ -86,12 +73,14 @@ def check_key(key, name: str = "key"):
         f"got {type(key).__name__} with dtype {dt} and shape {getattr(key, 'shape', None)}"
     )
 
+
 def check_int(value, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int >= {minimum}; got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}; got {value}")
     return int(value)
+
 
 def is_traced(x) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))

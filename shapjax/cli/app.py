@@ -121,16 +121,19 @@ def method_rows() -> list[tuple[str, str, list[str]]]:
                 if m and first and re.search(rf"{first.group(0)}[^;()]*?{m.group(1)}", text):
                     picked.append(r)
             refs = picked or refs
-        if not est.shapley:
-            desc = desc.rstrip(".") + " (not a Shapley value)."
         rows.append((name, desc, refs))
     return rows
 
 
 def methods_lines() -> list[str]:
+    """One line per method: name, what its values estimate (:data:`ESTIMATORS` ``[name].estimates``), summary, references."""
+    from shapjax.engine.estimators import ESTIMATORS
+
     rows = method_rows()
     w = max(len(r[0]) for r in rows)
-    return [f"{n:<{w}}  {d}  [{'; '.join(short_reference(r) for r in refs)}]" for n, d, refs in rows]
+    we = max(len(e.estimates) for e in ESTIMATORS.values())
+    return [f"{n:<{w}}  {ESTIMATORS[n].estimates:<{we}}  {d}  [{'; '.join(short_reference(r) for r in refs)}]"
+            for n, d, refs in rows]
 
 
 def _accuracy(meta: dict):

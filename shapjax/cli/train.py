@@ -86,7 +86,7 @@ def main(argv: list[str]) -> int:
                 if args.arch != "small_cnn":
                     raise ValueError("--widths applies to --arch small_cnn only")
                 kw["widths"] = tuple(int(w) for w in args.widths.split(","))
-            clf = create(k_init, args.arch, input_shape=train_ds.input_shape,
+            clf = create(args.arch, key=k_init, input_shape=train_ds.input_shape,
                          class_names=train_ds.class_names or None,
                          num_classes=None if train_ds.class_names else int(train_ds.labels.max()) + 1, **kw)
         adv = None
@@ -98,7 +98,7 @@ def main(argv: list[str]) -> int:
                          "eval": args.eval_data or f"last {len(eval_ds)} examples of {args.data}",
                          "n_eval": len(eval_ds)},
                 "seed": args.seed}
-        result = train(k_train, clf, train_ds, epochs=args.epochs, batch_size=args.batch_size,
+        result = train(clf, train_ds, key=k_train, epochs=args.epochs, batch_size=args.batch_size,
                        learning_rate=args.lr, weight_decay=args.weight_decay, eval_data=eval_ds,
                        shift=args.shift, flip=args.flip, adversarial=adv, checkpoint=args.out,
                        metadata=meta, progress=not args.no_progress,

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shapjax._util.api import keyword_key
+
 ValueFn = Callable[[jax.Array], jax.Array]
 
 
@@ -117,7 +119,8 @@ def weighted_voting_game(weights, quota: float) -> ValueFn:
     return lambda z: (z.astype(jnp.float32) @ w >= quota).astype(jnp.float32)
 
 
-def random_network_game(key, n_players: int, *, n_outputs: int = 3, hidden: int = 16) -> ValueFn:
+@keyword_key
+def random_network_game(n_players: int, *, key, n_outputs: int = 3, hidden: int = 16) -> ValueFn:
     """A small random two-layer network on the coalition vector: a non-additive game with interactions."""
     k1, k2, k3 = jax.random.split(key, 3)
     W1 = jax.random.normal(k1, (n_players, hidden)) / np.sqrt(n_players)

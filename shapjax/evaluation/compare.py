@@ -43,7 +43,9 @@ References:
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -179,14 +181,16 @@ class CompareResult:
         return np.asarray([r[name] for r in self.rows if method is None or r["method"] == method])
 
     def to_csv(self, path) -> str:
-        """Write the table as CSV (atomically). Returns the path."""
+        """Write the table as CSV with the :mod:`csv` module (RFC 4180 quoting; atomically). Returns the path."""
         def cell(v):
             if isinstance(v, float):
                 return "" if math.isnan(v) else f"{v:.6g}"
-            s = str(v)
-            return f'"{s}"' if ("," in s or '"' in s) else s
-        lines = [",".join(self.columns)] + [",".join(cell(r[c]) for c in self.columns) for r in self.rows]
-        return _atomic_write(path, "\n".join(lines) + "\n")
+            return v
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(self.columns)
+        writer.writerows([cell(r[c]) for c in self.columns] for r in self.rows)
+        return _atomic_write(path, buf.getvalue())
 
     def to_dict(self) -> dict:
         """JSON-ready dict: ``meta``, ``columns``, ``rows``, ``summary`` (NaN -> None)."""
@@ -313,7 +317,7 @@ def _window(ctx, opts):
 
 
 def _run_pixel(name, ctx, key, opts):
-    f, x, k, bs = ctx.model, ctx.images, ctx.pred, ctx.batch_size
+    f, x, k, bs = ctx.model, ctx.images, ctx.pred[:, None], ctx.batch_size  # one class per image: [B, 1]
     if name == "gradient":
         a, n = G.vanilla_gradient(f, x, outputs=k, batch_size=bs, **opts), 1
     elif name == "gradxinput":
@@ -324,10 +328,10 @@ def _run_pixel(name, ctx, key, opts):
         n = opts["steps"] + (1 if opts.get("rule", "trapezoid") == "trapezoid" else 0)
     elif name == "smoothgrad":
         opts = {"n_samples": 32, **opts}
-        a, n = G.smoothgrad(key, f, x, outputs=k, batch_size=bs, **opts), opts["n_samples"]
+        a, n = G.smoothgrad(f, x, key=key, outputs=k, batch_size=bs, **opts), opts["n_samples"]
     elif name == "eg":
         opts = {"n_samples": 64, **opts}
-        a = G.expected_gradients(key, f, x, ctx.background, outputs=k, batch_size=bs, **opts)
+        a = G.expected_gradients(f, x, ctx.background, key=key, outputs=k, batch_size=bs, **opts)
         n = opts["n_samples"]
     elif name == "gradcam":
         feats = jax.tree_util.Partial(f.features, f.params)
@@ -345,14 +349,14 @@ def _run_pixel(name, ctx, key, opts):
 
 
 def _score(metrics, ctx, pix, segv, key, masks, bs):
-    f, x, k, base, seg = ctx.model, ctx.images, ctx.pred, ctx.baseline, ctx.seg
+    f, x, k, base, seg = ctx.model, ctx.images, ctx.pred[:, None], ctx.baseline, ctx.seg  # [B, 1]
     fns = {
         "deletion": lambda: Mx.deletion(f, x, pix, outputs=k, baseline=base, batch_size=bs).auc,
         "insertion": lambda: Mx.insertion(f, x, pix, outputs=k, batch_size=bs).auc,
         "deletion_segments": lambda: Mx.deletion(f, x, segv, segments=seg, outputs=k, baseline=base,
                                                  batch_size=bs).auc,
         "insertion_segments": lambda: Mx.insertion(f, x, segv, segments=seg, outputs=k, batch_size=bs).auc,
-        "faithfulness": lambda: Mx.faithfulness_correlation(key, f, x, segv, segments=seg, outputs=k,
+        "faithfulness": lambda: Mx.faithfulness_correlation(f, x, segv, key=key, segments=seg, outputs=k,
                                                             baseline=base, batch_size=bs),
         "sparseness": lambda: Mx.sparseness(segv),
         "complexity": lambda: Mx.complexity(segv),

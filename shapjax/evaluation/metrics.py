@@ -35,16 +35,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shapjax._util.api import keyword_key
 from shapjax._util.checks import (
     _broadcast_image_like,
     _check_images,
     _check_key,
-    _check_outputs,
     _check_pos_int,
     _pixel_segments,
 )
 from shapjax._util.chunks import _batch, _map_chunks, _pick
 from shapjax._util.modelfn import _join_fn, _n_outputs, _split_fn
+from shapjax._util.outputs import parse_single_output
 
 __all__ = [
     "Curve", "deletion", "insertion", "gaussian_blur", "faithfulness_correlation",
@@ -133,11 +134,13 @@ def _features(attributions, segments, images_shape):
 
 
 def _resolve(model_fn, images, outputs, default_outputs):
+    """``outputs="auto"``: the attribution's own explained output when it carries one, else ``"top-1"``;
+    any other value means what it means everywhere (:mod:`shapjax._util.outputs`), with K = 1."""
     images = _check_images(images)
     K = _n_outputs(model_fn, images)
-    if outputs is None and default_outputs is not None:
-        outputs = jnp.asarray(default_outputs).astype(jnp.int32)
-    return images, _check_outputs(outputs, images.shape[0], K)
+    if isinstance(outputs, str) and outputs == "auto":
+        outputs = "top-1" if default_outputs is None else jnp.asarray(default_outputs).astype(jnp.int32)[:, None]
+    return images, parse_single_output(outputs, n_classes=K, batch=images.shape[0])
 
 
 # ----------------------------------------------------------------------------- blur
@@ -228,7 +231,7 @@ def _curve_inputs(model_fn, images, attributions, outputs, segments, n_steps, st
     return images, outputs, px, counts
 
 
-def deletion(model_fn, images, attributions, *, outputs=None, segments=None, n_steps=None,
+def deletion(model_fn, images, attributions, *, outputs="auto", segments=None, n_steps=None,
              step_size=None, baseline=0.0, probs: bool = False, batch_size=None) -> Curve:
     r"""Deletion curve and AUC (Petsiuk et al. 2018; lower is better).
 
@@ -246,8 +249,9 @@ def deletion(model_fn, images, attributions, *, outputs=None, segments=None, n_s
       images: ``[B, H, W, C]``.
       attributions: heatmap ``[B, H, W]``, ``[B, M]`` with ``segments``, a
         PixelAttribution or a single-output Explanation.
-      outputs: class per image; default: the attribution's own output indexes,
-        else the model's top prediction on the original images.
+      outputs: the class explained for each image: ``"auto"`` (default) takes the attribution's
+        own output indexes, else the model's top prediction (``"top-1"``); or an int, ``[c]``,
+        a ``[B, 1]`` int array (the ``outputs`` values of :func:`shapjax.explain`, with K = 1).
       segments: ``[B, H, W]`` / ``[H, W]`` int, when attributions are per segment.
       n_steps: number of steps (default ``min(HW, 100)``), step ``s`` changes
         ``round(s HW / n_steps)`` pixels; or
@@ -268,7 +272,7 @@ def deletion(model_fn, images, attributions, *, outputs=None, segments=None, n_s
     return _curve_impl(fs, fd, images, images, base, px, outputs, counts, bool(probs), _batch(batch_size))
 
 
-def insertion(model_fn, images, attributions, *, outputs=None, segments=None, n_steps=None,
+def insertion(model_fn, images, attributions, *, outputs="auto", segments=None, n_steps=None,
               step_size=None, blur_sigma: float | None = 5.0, baseline=0.0, probs: bool = False,
               batch_size=None) -> Curve:
     r"""Insertion curve and AUC (Petsiuk et al. 2018; higher is better).
@@ -337,7 +341,8 @@ def _faith_impl(key, fs, fd, images, base, scores, ids, outputs, n_feat, n, s, s
     return _pearson(attr_sum.reshape(B, n), drop.reshape(B, n))
 
 
-def faithfulness_correlation(key, model_fn, images, attributions, *, outputs=None, segments=None,
+@keyword_key
+def faithfulness_correlation(model_fn, images, attributions, *, key, outputs="auto", segments=None,
                              n_subsets: int = 64, subset_size: int | None = None, baseline=0.0,
                              softmax: bool = False, batch_size=None) -> jax.Array:
     r"""Faithfulness correlation (Bhatt et al. 2020).

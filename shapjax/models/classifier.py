@@ -46,6 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from shapjax._util.api import keyword_key
+
 from .cnn import SmallCNN
 from .inception import InceptionV3
 from .network import FunctionNetwork, _NetworkBase, check_normalization
@@ -324,6 +326,40 @@ class Classifier:
         }
 
 
+def _freeze(v):
+    if isinstance(v, dict):
+        return ("__dict__", tuple((k, _freeze(x)) for k, x in v.items()))
+    if isinstance(v, list):
+        return ("__list__", tuple(_freeze(x) for x in v))
+    return v
+
+
+def _thaw(v):
+    if isinstance(v, tuple) and len(v) == 2 and v[0] == "__dict__":
+        return {k: _thaw(x) for k, x in v[1]}
+    if isinstance(v, tuple) and len(v) == 2 and v[0] == "__list__":
+        return [_thaw(x) for x in v[1]]
+    return v
+
+
+def _flatten_classifier(clf: Classifier):
+    """A Classifier is a pytree: its variables are the children, everything else is static."""
+    aux = tuple((k, _freeze(v)) for k, v in vars(clf).items() if k != "params")
+    return (clf.params,), aux
+
+
+def _unflatten_classifier(aux, children) -> Classifier:
+    clf = object.__new__(Classifier)
+    for k, v in aux:
+        object.__setattr__(clf, k, _thaw(v))
+    object.__setattr__(clf, "params", children[0])
+    return clf
+
+
+# Models are data: jax.jit / shapjax.explain pass a Classifier's variables as traced arguments.
+jax.tree_util.register_pytree_node(Classifier, _flatten_classifier, _unflatten_classifier)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 2))
 def _init_jit(module: nn.Module, key: jax.Array, input_shape: tuple[int, int, int]) -> Any:
     # Flax draws once per parameter tensor; each threefry draw is a separately compiled kernel
@@ -340,7 +376,8 @@ def _init_variables(module: nn.Module, key: jax.Array, input_shape: tuple[int, i
     return dict(_init_jit(module, key, input_shape))
 
 
-def create(key: jax.Array, arch: str, *, input_shape: Sequence[int], num_classes: int | None = None,
+@keyword_key
+def create(arch: str, *, key, input_shape: Sequence[int], num_classes: int | None = None,
            class_names: Sequence[str] | None = None, name: str = "", **arch_kwargs: Any) -> Classifier:
     """Initialise a :class:`Classifier` of architecture ``arch``.
 
@@ -373,7 +410,8 @@ def create(key: jax.Array, arch: str, *, input_shape: Sequence[int], num_classes
     return Classifier(arch, kwargs, variables, input_shape=input_shape, class_names=class_names, name=name)
 
 
-def small_cnn(key: jax.Array, *, num_classes: int = 10, input_shape: Sequence[int] = (28, 28, 1),
+@keyword_key
+def small_cnn(*, key, num_classes: int = 10, input_shape: Sequence[int] = (28, 28, 1),
               widths: Sequence[int] = (32, 64, 128), hidden: int = 128,
               class_names: Sequence[str] | None = None) -> Classifier:
     """Small CNN for 28x28 digits (about 110k parameters with the default widths).
@@ -385,24 +423,26 @@ def small_cnn(key: jax.Array, *, num_classes: int = 10, input_shape: Sequence[in
       widths: 3x3 conv channels; all but the last followed by 2x2 max pooling.
       hidden: hidden width of the head (0 for a linear head).
     """
-    return create(key, "small_cnn", input_shape=input_shape, num_classes=num_classes,
+    return create("small_cnn", key=key, input_shape=input_shape, num_classes=num_classes,
                   class_names=class_names, widths=tuple(widths), hidden=hidden)
 
 
-def resnet18(key: jax.Array, *, num_classes: int = 10, input_shape: Sequence[int] = (32, 32, 3),
+@keyword_key
+def resnet18(*, key, num_classes: int = 10, input_shape: Sequence[int] = (32, 32, 3),
              stem: str = "cifar", class_names: Sequence[str] | None = None) -> Classifier:
     """ResNet-18 for 32x32 (CIFAR-10 shaped) images; 11.2M parameters with 10 classes."""
-    return create(key, "resnet18", input_shape=input_shape, num_classes=num_classes,
+    return create("resnet18", key=key, input_shape=input_shape, num_classes=num_classes,
                   class_names=class_names, stem=stem)
 
 
-def resnet50(key: jax.Array, *, num_classes: int = 1000, input_shape: Sequence[int] = (224, 224, 3),
+@keyword_key
+def resnet50(*, key, num_classes: int = 1000, input_shape: Sequence[int] = (224, 224, 3),
              stem: str = "imagenet", class_names: Sequence[str] | None = None) -> Classifier:
     """ResNet-50 for 224x224 (ImageNet shaped) images; 25.6M parameters with 1000 classes.
 
     Initialising takes several seconds on a CPU (XLA compiles the initialiser).
     """
-    return create(key, "resnet50", input_shape=input_shape, num_classes=num_classes,
+    return create("resnet50", key=key, input_shape=input_shape, num_classes=num_classes,
                   class_names=class_names, stem=stem)
 
 

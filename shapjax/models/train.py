@@ -26,6 +26,7 @@ References:
 """
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -35,12 +36,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from shapjax._util.api import keyword_key
+
 from .adversarial import PGDConfig, pgd_attack
 from .classifier import (
     Classifier,
     save_checkpoint,
 )
 
+_LOG = logging.getLogger(__name__)
 
 class TrainState(NamedTuple):
     """State of :func:`make_train_step`: flax variables, optimizer state, step count."""
@@ -120,7 +124,7 @@ def make_train_step(classifier: Classifier, optimizer: optax.GradientTransformat
         x = _augment(k_aug, images.astype(jnp.float32), shift, flip)
         y = labels.astype(jnp.int32)
         if adversarial is not None:
-            x = pgd_attack(k_adv, attack_apply, state.params, x, y, eps=adversarial.eps,
+            x = pgd_attack(attack_apply, state.params, x, y, key=k_adv, eps=adversarial.eps,
                            step_size=adversarial.step_size, n_steps=adversarial.n_steps,
                            norm=adversarial.norm)
 
@@ -182,7 +186,8 @@ def _check_data(classifier: Classifier, data: Any, argname: str) -> None:
                          f"range [{labels.min()}, {labels.max()}]")
 
 
-def train(key: jax.Array, classifier: Classifier, data: Any, *, epochs: int = 5, batch_size: int = 128,
+@keyword_key
+def train(classifier: Classifier, data: Any, *, key, epochs: int = 5, batch_size: int = 128,
           learning_rate: float = 1e-3, weight_decay: float = 1e-4,
           optimizer: optax.GradientTransformation | None = None, eval_data: Any = None,
           shift: int = 0, flip: bool = False, adversarial: PGDConfig | None = None,
@@ -207,8 +212,8 @@ def train(key: jax.Array, classifier: Classifier, data: Any, *, epochs: int = 5,
         (``.msgpack`` + ``.json`` with the history and ``metadata``).
       metadata: extra entries for the checkpoint's JSON.
       progress: show a tqdm progress bar.
-      log: where epoch reports go (default: ``tqdm.write``; ``progress=False``
-        and no ``log`` prints nothing).
+      log: where epoch reports go (default: the ``logging`` logger
+        ``shapjax.models.train`` at INFO level; the CLI passes its own).
 
     Returns:
       :class:`TrainResult` ``(classifier, history)``; ``history[i]`` has
@@ -231,7 +236,7 @@ def train(key: jax.Array, classifier: Classifier, data: Any, *, epochs: int = 5,
     if adversarial is not None and not isinstance(adversarial, PGDConfig):
         raise TypeError(f"adversarial: expected a PGDConfig or None, got {type(adversarial).__name__}")
     if log is None:
-        log = tqdm.write if progress else (lambda _msg: None)
+        log = _LOG.info
 
     n = len(data.labels)
     batch_size = min(int(batch_size), n)

@@ -26,7 +26,7 @@ from shapjax.kernels.weights import shapley_value_weights
 MAX_EXACT_PLAYERS = 20
 
 
-def design(key, n_players: int, n_evals: int) -> Design:
+def design(n_players: int, n_evals: int, *, key) -> Design:
     del key, n_evals
     M = int(n_players)
     if M > MAX_EXACT_PLAYERS:

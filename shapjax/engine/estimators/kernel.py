@@ -62,7 +62,7 @@ def plan(n_players: int, n_rows: int):
     return enum, [], 0
 
 
-def design(key, n_players: int, n_evals: int) -> Design:
+def design(n_players: int, n_evals: int, *, key) -> Design:
     M = int(n_players)
     mass = shapley_kernel_size_mass(M)
     enum, sample, n_pairs = plan(M, n_evals - 2)
@@ -75,7 +75,7 @@ def design(key, n_players: int, n_evals: int) -> Design:
     k_size, k_sub = jax.random.split(key)
     gi = jax.random.choice(k_size, len(sample), (n_pairs,), p=jnp.asarray(gmass / rest))
     sizes = jnp.asarray([g[0] for g in sample])[gi]
-    z = random_subsets(k_sub, sizes, M)
+    z = random_subsets(sizes, M, key=k_sub)
     pairs = jnp.stack([z, ~z], axis=1).reshape(2 * n_pairs, M)
     Z = jnp.concatenate([jnp.asarray(Ze), pairs])
     w = jnp.concatenate([jnp.asarray(we), jnp.full((2 * n_pairs,), rest / (2 * n_pairs), jnp.float32)])

@@ -82,7 +82,7 @@ def plan(n_players: int, n_rows: int):
     return enum, [(g, a) for g, a in zip(open_, alloc) if a > 0]
 
 
-def design(key, n_players: int, n_evals: int) -> Design:
+def design(n_players: int, n_evals: int, *, key) -> Design:
     M = int(n_players)
     mass = shapley_kernel_size_mass(M)
     enum, sampled = plan(M, n_evals - 2)
@@ -91,7 +91,7 @@ def design(key, n_players: int, n_evals: int) -> Design:
     keys = jax.random.split(key, max(len(sampled), 1))
     for i, (g, k) in enumerate(sampled):
         s = g[0]
-        z = distinct_subsets(keys[i], M, s, k)
+        z = distinct_subsets(M, s, k, key=keys[i])
         Zs.append(jnp.stack([z, ~z], axis=1).reshape(2 * k, M))
         if len(g) == 2:
             w_pair = [mass[s] / k, mass[M - s] / k]
