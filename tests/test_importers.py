@@ -377,7 +377,7 @@ def test_imported_models_work_with_explain_and_grad_cam(onnx_files):
 # ------------------------------------------------------------------ orbax, specs, CLI
 
 def test_orbax_round_trip_keeps_normalisation_and_classes(tmp_path):
-    clf = models.small_cnn(jax.random.key(0), input_shape=(8, 8, 3), widths=(4, 8), hidden=0)
+    clf = models.small_cnn(key=jax.random.key(0), input_shape=(8, 8, 3), widths=(4, 8), hidden=0)
     clf = clf.replace(normalization="cifar10", class_names=list("abcdefghij"))
     path = importers.save_orbax(tmp_path / "ckpt", clf)
     with pytest.raises(FileExistsError):
