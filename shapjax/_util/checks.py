@@ -60,15 +60,8 @@ def _check_images(images, name: str = "images") -> jax.Array:
 
 
 def _check_key(key):
-    if not isinstance(key, (jax.Array, np.ndarray)):
-        raise TypeError(f"key: expected a jax PRNG key (jax.random.key(0)), got {type(key).__name__}")
-    k = jnp.asarray(key)
-    if jnp.issubdtype(k.dtype, jax.dtypes.prng_key):
-        if k.ndim != 0:
-            raise ValueError(f"key: expected a single PRNG key, got shape {k.shape}")
-    elif not (k.dtype == jnp.uint32 and k.shape == (2,)):
-        raise TypeError(f"key: expected a jax PRNG key (jax.random.key(0)), got {k.dtype}{k.shape}")
-    return k
+    check_key(key)
+    return jnp.asarray(key)
 
 
 def _broadcast_image_like(value, images, name: str) -> jax.Array:
@@ -100,17 +93,26 @@ def _pixel_segments(segments, B: int, H: int, W: int):
 
 
 def check_key(key, name: str = "key"):
-    """Raise a TypeError unless ``key`` is a JAX PRNG key (typed, or legacy uint32[2])."""
+    """Raise unless ``key`` is ONE JAX PRNG key: a scalar typed key (``jax.random.key(seed)``) or a
+    legacy ``uint32[2]`` key (``jax.random.PRNGKey(seed)``). A batch of keys is a ``ValueError``:
+    the functions take one key and split it themselves (``jax.vmap`` over them for many)."""
     if key is None:
         raise TypeError(f"{name} is required: pass a JAX PRNG key, e.g. jax.random.key(0)")
     dt = getattr(key, "dtype", None)
+    shape = tuple(getattr(key, "shape", ()) or ())
     if dt is not None and jnp.issubdtype(dt, jax.dtypes.prng_key):
+        if shape:
+            raise ValueError(f"{name}: expected a single PRNG key, got a batch of keys of shape {shape} "
+                             "(pass one key, or jax.vmap over the keys)")
         return
-    if dt == jnp.uint32 and getattr(key, "shape", None) == (2,):
+    if dt == jnp.uint32 and shape == (2,):
         return
+    if dt == jnp.uint32 and len(shape) >= 2 and shape[-1] == 2:
+        raise ValueError(f"{name}: expected a single PRNG key, got a batch of legacy keys of shape {shape} "
+                         "(pass one key, or jax.vmap over the keys)")
     raise TypeError(
         f"{name} must be a JAX PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)); "
-        f"got {type(key).__name__} with dtype {dt} and shape {getattr(key, 'shape', None)}"
+        f"got {type(key).__name__} with dtype {dt} and shape {shape or None}"
     )
 
 
@@ -124,3 +126,61 @@ def check_int(value, name: str, minimum: int) -> int:
 
 def is_traced(x) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
+
+
+def check_output_dtype(dtype, name: str) -> None:
+    """Model / game outputs must be real numbers: complex ones would be cut to their real part."""
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(f"{name}: returned complex values (dtype {dtype}); explanations need real outputs "
+                        "(take .real, abs() or the log-probabilities explicitly)")
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_):
+        raise TypeError(f"{name}: returned dtype {dtype}; expected real numbers")
+
+
+def available_memory() -> int | None:
+    """Bytes the default device can still allocate: accelerator memory stats, else Linux MemAvailable."""
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+        if "bytes_limit" in stats:
+            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    except Exception:  # noqa: BLE001 - backends without memory stats
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} PiB"  # pragma: no cover
+
+
+def check_memory(nbytes: float, what: str, *, name: str = "n_evals", fraction: float = 0.5) -> None:
+    """Refuse, before any work starts, what cannot fit: a ``ValueError`` with the numbers."""
+    avail = available_memory()
+    if avail is not None and nbytes > fraction * avail:
+        raise ValueError(f"{name}: {what} needs about {_fmt_bytes(nbytes)} of memory, more than "
+                         f"{fraction:.0%} of the {_fmt_bytes(avail)} available; lower {name}")
+
+
+def check_finite(values, name: str):
+    """``values`` as an array; NaN/inf (when concrete) or complex values are a ``ValueError``/``TypeError``."""
+    a = values if isinstance(values, jax.Array) else np.asarray(values)
+    if jnp.issubdtype(a.dtype, jnp.complexfloating):
+        raise TypeError(f"{name}: complex values (dtype {a.dtype}); expected real numbers")
+    if not (jnp.issubdtype(a.dtype, jnp.floating) or jnp.issubdtype(a.dtype, jnp.integer) or a.dtype == jnp.bool_):
+        raise TypeError(f"{name}: expected real numbers, got dtype {a.dtype}")
+    if not isinstance(a, jax.core.Tracer):
+        host = np.asarray(a)
+        if host.size and not np.isfinite(host).all():
+            bad = np.argwhere(~np.isfinite(host))[0]
+            raise ValueError(f"{name}: NaN or infinite values (first at index {tuple(int(i) for i in bad)})")
+    return jnp.asarray(a)

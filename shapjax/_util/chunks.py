@@ -60,3 +60,23 @@ def _sum_chunks(fn: Callable, xs, batch_size: int, init: jax.Array) -> jax.Array
 
 def _pick(out, k):
     return jnp.take_along_axis(out, k[:, None], axis=1)[:, 0]
+
+
+def under_autodiff(*trees) -> bool:
+    """True when any leaf is being differentiated (a JVP/linearize tracer, possibly under vmap).
+
+    The chunked loops of shapjax unroll then: on XLA:CPU the backward pass of a convolution inside a
+    rolled loop (``lax.map`` / ``lax.scan``) runs 20-40x slower than the same work unrolled
+    (``benchmarks/results/grad_through_explain.md``). Forward-only calls keep the rolled loop, whose
+    compile time does not grow with the number of chunks.
+    """
+    for leaf in jax.tree_util.tree_leaves(trees):
+        x = leaf
+        for _ in range(8):
+            if not isinstance(x, jax.core.Tracer):
+                break
+            name = type(x).__name__
+            if name in ("JVPTracer", "LinearizeTracer"):
+                return True
+            x = getattr(x, "val", None) if hasattr(x, "val") else getattr(x, "primal", None)
+    return False

@@ -206,11 +206,11 @@ def _lift(value, stack=()):
             return None  # nothing to lift: the caller scans it for constants instead
         _warn_constants(value, [c.obj for c in st.key[-1]], "model_fn")
         return st, dyn
+    if isinstance(value, jax.tree_util.Partial) or _module_kind(value) is not None:  # (Partial is a partial)
+        return split_model(value)
     if value is None or isinstance(value, (types.FunctionType, types.MethodType, type, types.ModuleType,
                                            functools.partial)):
         return None
-    if _module_kind(value) is not None or isinstance(value, jax.tree_util.Partial):
-        return split_model(value)
     tree = _array_tree(value)
     if tree is not None:
         leaves, treedef = tree
@@ -366,6 +366,9 @@ def n_outputs(model_fn, images, name: str = "model_fn") -> int:
     if getattr(out, "ndim", None) != 2 or out.shape[0] != images.shape[0]:
         raise ValueError(f"{name}: expected an output of shape [N, K] for N={images.shape[0]} "
                          f"inputs, got {getattr(out, 'shape', type(out).__name__)}")
+    from shapjax._util.checks import check_output_dtype
+
+    check_output_dtype(out.dtype, name)
     return out.shape[1]
 
 

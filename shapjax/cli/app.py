@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shapjax.cli.args import seed_arg
 from shapjax.cli.jobs import (
     UsageError,
     check_channels,
@@ -338,7 +339,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--model-batch", type=int, default=None, help="composed images per model call (default: auto)")
     e.add_argument("--limit", type=int, default=None, help="explain at most this many images")
     e.add_argument("--no-resize", action="store_true", help="fail on images whose size differs from the model's")
-    e.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
+    e.add_argument("--seed", type=seed_arg, default=0, help="PRNG seed (default: 0)")
     e.add_argument("--out", default="shapjax-out", help="output folder (default: ./shapjax-out)")
     e.set_defaults(func=cmd_explain)
     d = sub.add_parser("demo", parents=[common], help="explain the shipped models on the shipped sample images",
@@ -347,7 +348,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "patch?). Writes figures, results and summary.json into --out.")
     d.add_argument("--out", default="shapjax-demo", help="output folder (default: ./shapjax-demo)")
     d.add_argument("--n-evals", type=int, default=None, help="evaluations per image (default: 1024)")
-    d.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
+    d.add_argument("--seed", type=seed_arg, default=0, help="PRNG seed (default: 0)")
     d.set_defaults(func=cmd_demo)
     sub.add_parser("models", parents=[common], help="list the shipped models",
                    description="List the shipped models: input shape, classes, accuracy.").set_defaults(func=cmd_models)

@@ -14,6 +14,7 @@ import sys
 import jax
 import numpy as np
 
+from shapjax.cli.args import seed_arg
 from shapjax.evaluation.compare import (
     _METRIC_ALIASES,
     DEFAULT_METHODS,
@@ -59,7 +60,7 @@ def _parser():
                    help="constant[:v], blur[:sigma], segment_mean, mean (dataset mean), background[:R]")
     p.add_argument("--n-evals", type=int, default=1024, help="model evaluations per image (default 1024)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="PRNG seed (default 0)")
     p.add_argument("--batch-size", type=int, default=None, help="model inputs per chunk")
     p.add_argument("--max-plot", type=int, default=8, help="images (rows) in compare.png (default 8)")
     p.add_argument("--warmup", action="store_true", help="time each method after a warm-up run (no compile time)")

@@ -93,6 +93,9 @@ def read_image(path, input_shape, *, resize: bool = True) -> np.ndarray:
                 a = a / (65535.0 if a.max() > 255 else 255.0)
                 im = Image.fromarray(np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8))
             im = im.convert("L" if C == 1 else "RGB")
+    except Image.DecompressionBombError:
+        raise UsageError(f"image {path} is too large to read safely (more than {2 * Image.MAX_IMAGE_PIXELS:,} "
+                         "pixels, PIL's decompression-bomb limit): downscale it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UsageError(f"cannot read image {path}: {msg}") from None

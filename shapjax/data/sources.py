@@ -120,6 +120,9 @@ def _load_folder(root: str, *, n=None, size=None, channels=None) -> Dataset:
             with Image.open(p) as im:
                 im.load()
                 pil.append(im.copy())
+        except Image.DecompressionBombError:
+            raise ValueError(f"folder source: image {p} is too large to read safely (PIL's decompression-bomb "
+                             "limit): downscale it first") from None
         except (UnidentifiedImageError, OSError) as e:
             raise ValueError(f"folder source: cannot read image {p}: {e}") from None
     if channels is None:

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from shapjax._util.api import keyword_key
+from shapjax._util.checks import check_output_dtype
 
 ValueFn = Callable[[jax.Array], jax.Array]
 
@@ -59,6 +60,8 @@ def output_spec(value_fn: ValueFn, n_players: int, batch_size: int):
             f"{type(e).__name__}: {e}"
         ) from e
     shape = getattr(out, "shape", None)
+    if shape is not None and hasattr(out, "dtype"):
+        check_output_dtype(out.dtype, "value_fn")
     if shape is None or len(shape) not in (1, 2) or shape[0] != batch_size:
         raise ValueError(
             f"value_fn must return an array of shape [N] or [N, K] for coalitions [N, M]; "
@@ -67,7 +70,7 @@ def output_spec(value_fn: ValueFn, n_players: int, batch_size: int):
     return None if len(shape) == 1 else int(shape[1])
 
 
-def evaluate(value_fn: ValueFn, coalitions: jax.Array, *, batch_size: int) -> jax.Array:
+def evaluate(value_fn: ValueFn, coalitions: jax.Array, *, batch_size: int, unroll: bool = False) -> jax.Array:
     """Evaluate ``value_fn`` on ``coalitions [N, M]`` in chunks of ``batch_size`` rows.
 
     The chunks run under ``jax.lax.map`` so the whole evaluation is one
@@ -91,6 +94,8 @@ def evaluate(value_fn: ValueFn, coalitions: jax.Array, *, batch_size: int) -> ja
     n_chunks = -(-N // bs)
     pad = n_chunks * bs - N
     z = jnp.concatenate([coalitions, jnp.broadcast_to(coalitions[-1:], (pad, M))]) if pad else coalitions
+    if unroll:  # being differentiated: see shapjax._util.chunks.under_autodiff
+        return jnp.concatenate([call(z[i * bs:(i + 1) * bs]) for i in range(n_chunks)])[:N]
     out = jax.lax.map(call, z.reshape(n_chunks, bs, M))
     return out.reshape(n_chunks * bs, -1)[:N]
 

@@ -42,6 +42,7 @@ from shapjax._util.checks import (
     _check_key,
     _check_pos_int,
     _pixel_segments,
+    check_finite,
 )
 from shapjax._util.chunks import _batch, _map_chunks, _pick
 from shapjax._util.modelfn import _join_fn, _n_outputs, _split_fn
@@ -94,14 +95,14 @@ def as_heatmap(attributions) -> jax.Array:
     pixels carry ``to_pixels()`` (segment value / segment size).
     """
     if hasattr(attributions, "heatmap"):
-        return attributions.heatmap()
+        return check_finite(attributions.heatmap(), "attributions")
     if hasattr(attributions, "to_pixels"):
         px = attributions.to_pixels()
         if px.shape[-1] != 1:
             raise ValueError(f"attributions: an Explanation with K={px.shape[-1]} outputs; "
                              "pass one column, e.g. expl.to_pixels()[..., k]")
-        return px[..., 0]
-    a = jnp.asarray(attributions)
+        return check_finite(px[..., 0], "attributions")
+    a = check_finite(attributions, "attributions")
     if a.ndim != 3:
         raise ValueError(f"attributions: expected a heatmap [B, H, W], got shape {a.shape}")
     return a
@@ -119,7 +120,7 @@ def _features(attributions, segments, images_shape):
         outs = outs[:, 0]
     elif hasattr(attributions, "heatmap"):
         attributions = attributions.heatmap()
-    a = jnp.asarray(attributions)
+    a = check_finite(attributions, "attributions")
     if segments is None:
         if a.shape != (B, H, W):
             raise ValueError(f"attributions: expected a heatmap {(B, H, W)} (or [B, M] with "
@@ -465,7 +466,7 @@ def attribution_mass(attributions, masks) -> jax.Array:
 def _flat_abs(attributions, name="attributions"):
     if hasattr(attributions, "heatmap") or hasattr(attributions, "to_pixels"):
         attributions = as_heatmap(attributions)
-    a = jnp.asarray(attributions)
+    a = check_finite(attributions, name)
     if a.ndim < 2:
         raise ValueError(f"{name}: expected [B, ...] (a batch of maps or vectors), got {a.shape}")
     return jnp.abs(a.reshape(a.shape[0], -1).astype(jnp.float32))

@@ -13,14 +13,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shapjax._util.checks import check_images, check_int, check_key, is_traced
+from shapjax._util.checks import check_images, check_int, check_key, check_output_dtype, is_traced
+from shapjax._util.chunks import under_autodiff
 from shapjax._util.modelfn import join_model, split_model
 from shapjax._util.outputs import Outputs, parse_outputs
 from shapjax._util.progress import BARS
 from shapjax.engine.estimators import get_estimator
 from shapjax.engine.estimators.partition import Tree, balanced_tree, schedule
 from shapjax.engine.games import auto_batch_size
-from shapjax.engine.shapley import check_budget, raise_not_finite, with_ends
+from shapjax.engine.shapley import check_budget, check_design_memory, raise_not_finite, with_ends
 from shapjax.image.explanation import Explanation
 from shapjax.image.hierarchy import partition_tree
 from shapjax.image.maskers import Masker
@@ -46,6 +47,7 @@ def _model_classes(static, dynamic, H, W, C) -> int:
         raise ValueError(
             f"model_fn must map images [N, H, W, C] to outputs [N, K]; for N={n} it returned shape {shape}"
         )
+    check_output_dtype(out.dtype, "model_fn")
     return int(shape[1])
 
 
@@ -60,12 +62,14 @@ def _compose_eval(model_fn, images, repl, seg, out_idx, rows_b, Z):
     return jnp.take_along_axis(out, out_idx[rows_b], axis=1)
 
 
-def _chunked(fn, n_rows: int, batch_size: int, progress=None):
+def _chunked(fn, n_rows: int, batch_size: int, progress=None, unroll: bool = False):
     """Run ``fn(rows [bs] int) -> [bs, K]`` over ``0..n_rows-1`` in chunks (lax.map).
 
     With ``progress`` (a traced bar token of :mod:`shapjax._util.progress`) a
     ``jax.debug.callback`` reports each finished chunk to
-    the host (the only host callback in the engine, off by default).
+    the host (the only host callback in the engine, off by default). With
+    ``unroll`` (explain is being differentiated) the chunks are a straight-line
+    sequence instead of a loop (see :func:`shapjax._util.chunks.under_autodiff`).
     """
     bs = min(batch_size, n_rows)
     n_chunks = -(-n_rows // bs)
@@ -80,6 +84,8 @@ def _chunked(fn, n_rows: int, batch_size: int, progress=None):
     rows = jnp.minimum(jnp.arange(n_chunks * bs), n_rows - 1).reshape(n_chunks, bs)
     if n_chunks == 1:
         return fn(rows[0])[:n_rows]
+    if unroll:
+        return jnp.concatenate([fn(rows[i]) for i in range(n_chunks)])[:n_rows]
     out = jax.lax.map(fn, rows)
     return out.reshape(n_chunks * bs, -1)[:n_rows]
 
@@ -87,10 +93,36 @@ def _chunked(fn, n_rows: int, batch_size: int, progress=None):
 @partial(
     jax.jit,
     static_argnames=("model_fn", "n_segments", "method", "n_evals", "batch_size", "out_mode", "k", "ks", "all_active",
-                     ),
+                     "unroll", "n_classes", "checks"),
 )
-def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, progress, *, model_fn, n_segments, method, n_evals,
-                  batch_size, out_mode, k, ks, all_active):
+def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, progress, *, n_classes, checks=False,
+                  **static):
+    """The compiled program: the explanation, guarded against inputs that only a trace can see.
+
+    Traced inputs (inside a user's ``jit``) cannot be checked on the host. Here, in the program,
+    NaN/inf pixels, segment ids outside ``0..M-1`` and output indexes outside the model's classes
+    make every returned value NaN (never a plausible wrong number); with ``checks=True`` they raise
+    through :mod:`jax.experimental.checkify` instead (wrap the caller with ``checkify.checkify``).
+    """
+    M = static["n_segments"]
+    bad_pixels = ~jnp.all(jnp.isfinite(images))
+    bad_ids = jnp.any((seg < 0) | (seg >= M))
+    bad_out = jnp.any((out_idx < 0) | (out_idx >= n_classes)) if out_idx is not None else jnp.bool_(False)
+    if checks:
+        from jax.experimental import checkify
+
+        checkify.check(~bad_pixels, "images: NaN or infinite pixel values")
+        checkify.check(~bad_ids, f"segments: ids outside 0..n_segments-1 = 0..{M - 1}")
+        checkify.check(~bad_out, f"outputs: class indexes outside 0..{n_classes - 1}")
+    out = _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, progress, **static)
+    bad = bad_pixels | bad_ids | bad_out
+    poison = lambda a: None if a is None else jnp.where(bad, jnp.nan, a)  # noqa: E731
+    phi, std, v0, v1, idx = out
+    return poison(phi), poison(std), poison(v0), poison(v1), idx
+
+
+def _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, progress, *, model_fn, n_segments,
+                  method, n_evals, batch_size, out_mode, k, ks, all_active, unroll=False):
     est = get_estimator(method)
     model_fn = join_model(model_fn, model_tree)
     M = n_segments
@@ -113,7 +145,7 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
             def eval_fn(Z):
                 n = Z.shape[0]
                 fn = lambda rows: _compose_eval(model_fn, images, repl, seg, out_idx, jnp.full_like(rows, b), Z[rows])  # noqa: E731
-                return _chunked(fn, n, per_game, progress)
+                return _chunked(fn, n, per_game, progress, unroll)
 
             phi, std, v0, v1 = est.estimate(eval_fn, M, n_evals, key=None, tree=tree, ks=ks)
             return phi, v0, v1
@@ -125,7 +157,7 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
     Z = with_ends(d.coalitions)
     N = Z.shape[0]
     fn = lambda rows: _compose_eval(model_fn, images, repl, seg, out_idx, rows // N, Z[rows % N])  # noqa: E731
-    V = _chunked(fn, B * N, batch_size, progress).reshape(B, N, -1)
+    V = _chunked(fn, B * N, batch_size, progress, unroll).reshape(B, N, -1)
     if all_active:
         # One design shared by the whole batch: for the regression methods the
         # Gram matrix is factored once with B*K right-hand sides.
@@ -137,6 +169,12 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
     else:
         phi, std = jax.vmap(lambda y, a, b, act: est.solve(d, y, a, b, act))(V[:, 2:], V[:, 0], V[:, 1], active)
     return phi, std, V[:, 0], V[:, 1], out_idx
+
+
+def _throw(err_and_out):
+    err, out = err_and_out
+    err.throw()
+    return out
 
 
 def _trees(seg: np.ndarray, M: int) -> Tree:
@@ -158,6 +196,7 @@ def explain(
     batch_size: Optional[int] = None,
     n_segments: Optional[int] = None,
     progress: bool = False,
+    checks: bool = False,
 ) -> Explanation:
     """Explain an image classifier's outputs with Shapley values of image segments.
 
@@ -188,6 +227,13 @@ def explain(
       batch_size: model batch per call (chunk of composed images); None picks one.
       n_segments: number of segments, required only when ``segments`` is a
         traced array (inside the caller's ``jax.jit``).
+      checks: check, inside the compiled program, what cannot be checked before it
+        runs when the inputs are traced (inside your ``jax.jit``): NaN pixels,
+        segment ids outside ``0..n_segments-1``, output indexes outside the model's
+        classes. Without it such inputs make every value NaN; with it they raise
+        through :mod:`jax.experimental.checkify` — wrap your jitted function:
+        ``err, out = checkify.checkify(f)(...); err.throw()``. (Concrete inputs are
+        always checked before tracing.)
       progress: show a progress bar over the evaluated chunks (tqdm; adds a
         host callback per chunk, so leave it off inside your own ``jit``).
 
@@ -225,6 +271,8 @@ def explain(
     static_fn, model_tree = split_model(model_fn)
     n_classes = _model_classes(static_fn, model_tree, H, W, C)
     out_mode, k, out_idx = parse_outputs(outputs, n_classes=n_classes, batch=B)
+    if M > 1:
+        check_design_memory(est, M, n_evals, n_games=B, n_outputs=k, players=f"{M} segments")
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", 1)
     R = masker.n_replacements()
@@ -254,7 +302,13 @@ def explain(
     progress = bool(progress) and not is_traced(images)
     run = partial(_explain_impl, key, images, jnp.asarray(seg), masker, out_idx, active, trees, model_tree,
                   model_fn=static_fn, n_segments=M, method=method, n_evals=n_evals, batch_size=bs,
-                  out_mode=out_mode, k=k, ks=ks, all_active=all_active)
+                  out_mode=out_mode, k=k, ks=ks, all_active=all_active,
+                  unroll=under_autodiff(model_tree, images), n_classes=n_classes, checks=bool(checks))
+    if checks and not is_traced(images) and not is_traced(model_tree) and not is_traced(seg):
+        from jax.experimental import checkify
+
+        inner = run
+        run = lambda token: _throw(checkify.checkify(inner)(token))  # noqa: E731
     if progress:
         with BARS.open(total=B * used, desc=f"explain ({method})") as token:
             phi, std, v0, v1, out_idx = jax.block_until_ready(run(jnp.int32(token)))

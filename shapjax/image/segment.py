@@ -148,6 +148,21 @@ class Grid(Segmenter):
         return np.broadcast_to(seg, (B, H, W)).copy()
 
 
+def _number(value, name: str, *, minimum: float, integer: bool = False, inclusive: bool = True,
+            maximum: float | None = None):
+    """A real (or int) parameter of a segmenter, checked: a ``ValueError`` names it and the range."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if ok and integer:
+        ok = float(value) == int(value)
+    if ok:
+        v = float(value)
+        ok = np.isfinite(v) and (v >= minimum if inclusive else v > minimum) and (maximum is None or v <= maximum)
+    if not ok:
+        rng = (f">= {minimum}" if inclusive else f"> {minimum}") + (f" and <= {maximum}" if maximum is not None else "")
+        raise ValueError(f"{name}: expected {'an int' if integer else 'a number'} {rng}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
 def _per_image(fn, images: np.ndarray) -> np.ndarray:
     return np.stack([relabel(fn(img)) for img in images]).astype(np.int32)
 
@@ -268,7 +283,9 @@ def slic(n_segments: int = 50, *, compactness: float = 10.0, sigma: float = 1.0)
     References:
       Achanta et al. (2012), IEEE TPAMI 34(11).
     """
-    return Slic(int(n_segments), float(compactness), float(sigma))
+    return Slic(_number(n_segments, "slic n_segments", minimum=1, integer=True),
+                _number(compactness, "slic compactness", minimum=0, inclusive=False),
+                _number(sigma, "slic sigma", minimum=0))
 
 
 def quickshift(*, kernel_size: float = 4, max_dist: float = 200, ratio: float = 0.2) -> Quickshift:
@@ -287,7 +304,9 @@ def quickshift(*, kernel_size: float = 4, max_dist: float = 200, ratio: float = 
     References:
       Vedaldi & Soatto (2008), ECCV; Ribeiro et al. (2016), KDD.
     """
-    return Quickshift(float(kernel_size), float(max_dist), float(ratio))
+    return Quickshift(_number(kernel_size, "quickshift kernel_size", minimum=0, inclusive=False),
+                      _number(max_dist, "quickshift max_dist", minimum=0, inclusive=False),
+                      _number(ratio, "quickshift ratio", minimum=0, maximum=1))
 
 
 def felzenszwalb(scale: float = 100, *, sigma: float = 0.5, min_size: int = 50) -> Felzenszwalb:
@@ -305,7 +324,9 @@ def felzenszwalb(scale: float = 100, *, sigma: float = 0.5, min_size: int = 50) 
     References:
       Felzenszwalb & Huttenlocher (2004), IJCV 59(2).
     """
-    return Felzenszwalb(float(scale), float(sigma), int(min_size))
+    return Felzenszwalb(_number(scale, "felzenszwalb scale", minimum=0, inclusive=False),
+                        _number(sigma, "felzenszwalb sigma", minimum=0),
+                        _number(min_size, "felzenszwalb min_size", minimum=1, integer=True))
 
 
 # --------------------------------------------------------------------------- validation
@@ -373,14 +394,20 @@ def check_segments(segments: Any, images: Any, *, n_segments: int | None = None)
         raise ValueError(f"`segments` ids must be >= 0, found {int(seg.min())}.")
     m = 0
     for b in range(seg.shape[0] if shape3[0] == B else 1):
-        ids = np.unique(seg[b])
+        ids = np.unique(seg[b])  # sorted; memory ~ the number of pixels, whatever the id values
         mb = int(ids[-1]) + 1
         if ids.size != mb:
-            missing = np.setdiff1d(np.arange(mb), ids)
-            shown = ", ".join(map(str, missing[:20])) + (" ..." if missing.size > 20 else "")
+            missing = []  # the first 20 missing ids, found from the gaps (never an arange of the max id)
+            prev = -1
+            for i in ids.tolist():
+                missing.extend(range(prev + 1, min(i, prev + 1 + 20 - len(missing))))
+                prev = i
+                if len(missing) >= 20:
+                    break
+            shown = ", ".join(map(str, missing)) + (" ..." if mb - ids.size > len(missing) else "")
             raise ValueError(
-                f"`segments` ids of image {b} must be contiguous 0..{mb - 1}; missing ids: [{shown}] "
-                "(relabel with shapjax.segment.relabel)."
+                f"`segments` ids of image {b} must be contiguous 0..{mb - 1}; {mb - ids.size:,} missing ids: "
+                f"[{shown}] (relabel with shapjax.image.segment.relabel)."
             )
         m = max(m, mb)
     if n_segments is not None:

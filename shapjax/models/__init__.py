@@ -10,17 +10,8 @@
 - :class:`InceptionV3` (Keras's layout) and :mod:`shapjax.models.importers`:
   torch ResNets, Keras, ONNX and orbax checkpoints, each as a :class:`Classifier`.
 """
-from .classifier import (
-                         ARCHITECTURES,
-                         Classifier,
-                         create,
-                         load_checkpoint,
-                         read_metadata,
-                         resnet18,
-                         resnet50,
-                         save_checkpoint,
-                         small_cnn,
-)
+from .checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from .classifier import ARCHITECTURES, Classifier, create, resnet18, resnet50, small_cnn
 from .cnn import SmallCNN
 from .inception import InceptionV3
 from .network import NORMALIZATIONS, FunctionNetwork, check_normalization

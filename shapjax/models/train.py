@@ -39,10 +39,8 @@ import optax
 from shapjax._util.api import keyword_key
 
 from .adversarial import PGDConfig, pgd_attack
-from .classifier import (
-    Classifier,
-    save_checkpoint,
-)
+from .checkpoint import save_checkpoint
+from .classifier import Classifier
 
 _LOG = logging.getLogger(__name__)
 
@@ -233,6 +231,11 @@ def train(classifier: Classifier, data: Any, *, key, epochs: int = 5, batch_size
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
     if int(shift) != shift or shift < 0:
         raise ValueError(f"shift: expected a non-negative int, got {shift!r}")
+    for name, v in (("learning_rate", learning_rate), ("weight_decay", weight_decay)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not np.isfinite(v) or v < 0 \
+                or (name == "learning_rate" and v == 0):
+            raise ValueError(f"{name}: expected a finite {'positive' if name == 'learning_rate' else 'non-negative'} "
+                             f"number, got {v!r}")
     if adversarial is not None and not isinstance(adversarial, PGDConfig):
         raise TypeError(f"adversarial: expected a PGDConfig or None, got {type(adversarial).__name__}")
     if log is None:
@@ -263,6 +266,12 @@ def train(classifier: Classifier, data: Any, *, key, epochs: int = 5, batch_size
                     bar.set_postfix(epoch=epoch + 1, loss=f"{float(metrics['loss']):.4f}")
                 sums = {k: sums[k] + metrics[k] for k in sums}
                 bar.update(1)
+            params_ok = all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(state.params))
+            if not (np.isfinite(float(sums["loss"])) and params_ok):
+                raise FloatingPointError(
+                    f"training diverged in epoch {epoch + 1}: the loss is {float(sums['loss']) / steps_per_epoch} and "
+                    f"{'the weights are finite' if params_ok else 'some weights are NaN/inf'}; nothing was written for "
+                    "this epoch (lower learning_rate, or check the data)")
             model = classifier.replace(params=state.params)
             record = {"epoch": epoch + 1,
                       "loss": float(sums["loss"]) / steps_per_epoch,

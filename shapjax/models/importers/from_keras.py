@@ -38,7 +38,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..classifier import Classifier, from_variables
+from ..checkpoint import from_variables
+from ..classifier import Classifier
 from ..inception import N_UNITS
 
 logger = logging.getLogger(__name__)

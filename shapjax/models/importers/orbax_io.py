@@ -25,7 +25,8 @@ import jax
 import numpy as np
 
 from ..._util.io import atomic_write
-from ..classifier import Classifier, _dumps, from_variables, variable_template
+from ..checkpoint import _dumps, from_variables, variable_template
+from ..classifier import Classifier
 
 logger = logging.getLogger(__name__)
 
