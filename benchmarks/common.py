@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -236,8 +236,8 @@ def _captum(kind):
         from captum import attr
 
         torch.manual_seed(seed)
-        x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)[None]))
-        b = torch.from_numpy(np.ascontiguousarray(np.asarray(base, np.float32).transpose(2, 0, 1)[None]))
+        x = torch.from_numpy(img.transpose(2, 0, 1)[None].copy())
+        b = torch.from_numpy(np.asarray(base, np.float32).transpose(2, 0, 1)[None].copy())
         if kind == "IntegratedGradients":
             a = attr.IntegratedGradients(host.torch_grad).attribute(x, baselines=b, target=int(t), n_steps=32,
                                                                     internal_batch_size=host.batch_size)

@@ -58,9 +58,9 @@ from shapjax.evaluation.metrics.faithfulness import (
     region_perturbation,
 )
 from shapjax.evaluation.metrics.fidelity import Monotonicity, infidelity, monotonicity, monotonicity_correlation
+from shapjax.evaluation.metrics.imputation import ROADCurve, noisy_linear_imputation, road
 from shapjax.evaluation.metrics.localisation import attribution_mass, pointing_game
 from shapjax.evaluation.metrics.randomisation import model_randomisation, off_classes, random_logit, similarity
-from shapjax.evaluation.metrics.imputation import ROADCurve, noisy_linear_imputation, road
 from shapjax.evaluation.metrics.robustness import Sensitivity, avg_sensitivity, max_sensitivity, sensitivity
 
 __all__ = [

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from shapjax._util.api import keyword_key
-from shapjax._util.checks import _broadcast_image_like, _check_images, _check_key, _check_pos_int, _pixel_segments
+from shapjax._util.checks import _broadcast_image_like, _check_images, _check_key, _check_pos_int
 from shapjax._util.chunks import _batch, _map_chunks, _pick
 from shapjax._util.modelfn import _join_fn, _split_fn
 from shapjax.evaluation.metrics._base import (
