@@ -162,7 +162,7 @@ def _bridge():
     return _BRIDGE
 
 
-def compose_numpy(image: np.ndarray, segments: np.ndarray, coalitions: np.ndarray, fill=0.0) -> np.ndarray:
+def compose_numpy(image: np.ndarray, segments: np.ndarray, coalitions: np.ndarray, *, fill=0.0) -> np.ndarray:
     """Images ``[n, H, W, C]`` with the segments absent from each coalition ``[n, M]`` set to ``fill``.
 
     ``fill`` is a scalar or an image ``[H, W, C]`` (the masker's replacement). This is what a user
@@ -187,7 +187,7 @@ class PeerOut(NamedTuple):
 def _shap_kernel(host, img, seg, M, t, budget, seed, base):
     import shap
 
-    f = lambda Z: host.numpy(compose_numpy(img, seg, Z, base))[:, t]  # noqa: E731
+    f = lambda Z: host.numpy(compose_numpy(img, seg, Z, fill=base))[:, t]  # noqa: E731
     np.random.seed(seed)
     ex = shap.KernelExplainer(f, np.zeros((1, M)))
     v = ex.shap_values(np.ones((1, M)), nsamples=budget - 2, l1_reg=False, silent=True)
@@ -197,7 +197,7 @@ def _shap_kernel(host, img, seg, M, t, budget, seed, base):
 def _shap_permutation(host, img, seg, M, t, budget, seed, base):
     import shap
 
-    f = lambda Z: host.numpy(compose_numpy(img, seg, Z, base))[:, t]  # noqa: E731
+    f = lambda Z: host.numpy(compose_numpy(img, seg, Z, fill=base))[:, t]  # noqa: E731
     ex = shap.PermutationExplainer(f, shap.maskers.Independent(np.zeros((1, M)), max_samples=1), seed=seed)
     e = ex(np.ones((1, M)), max_evals=budget, batch_size=host.batch_size, silent=True)
     return PeerOut(np.asarray(e.values, np.float64).reshape(-1)[:M], None)
