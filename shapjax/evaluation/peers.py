@@ -218,12 +218,13 @@ def _lime_image(host, img, seg, M, t, budget, seed, base):
 
     ex = lime_image.LimeImageExplainer(random_state=seed)
     host.baseline = np.asarray(base, np.float32)
+    bar, lime_image.tqdm = lime_image.tqdm, lambda it, *a, **k: it  # lime 0.2 has no switch for its per-sample bar
     try:  # absent segments arrive as NaN and leave the host callable as the baseline image
         res = ex.explain_instance(img.astype(np.float64), host.numpy, labels=(t,), top_labels=None,
                                   hide_color=np.nan, num_samples=budget, batch_size=host.batch_size,
                                   segmentation_fn=lambda _: seg, random_seed=seed)
     finally:
-        host.baseline = None
+        host.baseline, lime_image.tqdm = None, bar
     out = np.zeros(M)
     for j, w in res.local_exp[t]:
         out[j] = w
