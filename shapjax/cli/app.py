@@ -42,6 +42,7 @@ from shapjax.cli.jobs import (
     run_job,
     write_json,
 )
+from shapjax.models.importers.spec import add_model_arguments, model_options
 
 PROG = "shapjax"
 SUMMARY_NAME = "summary.json"
@@ -196,7 +197,7 @@ def cmd_explain(args) -> int:
     for name in ("n_evals", "top_k", "batch_size", "limit", "model_batch"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    clf = resolve_model(args.model)
+    clf = resolve_model(args.model, **model_options(args))
     check_channels(clf.input_shape[2], f"model {args.model!r}")
     for c in args.classes or ():
         class_index(c, clf.class_names)
@@ -322,8 +323,9 @@ def _parser() -> argparse.ArgumentParser:
                                    "segments; write one figure per batch, explanations.npz and summary.json.")
     e.add_argument("images", nargs="+", metavar="IMAGES",
                    help="image files, folders, tfds:NAME:SPLIT[:N], samples:NAME[:N]")
-    e.add_argument("--model", default="mnist-cnn", help="shipped model name (see `shapjax models`) or checkpoint "
-                   "path (default: mnist-cnn)")
+    e.add_argument("--model", default="mnist-cnn", help="shipped model name (see `shapjax models`), checkpoint "
+                   "path, orbax folder, torch:FILE, keras:FILE, onnx:FILE or module:function (default: mnist-cnn)")
+    add_model_arguments(e)
     e.add_argument("--method", default="kernel", help="estimator (see `shapjax methods`; default: kernel)")
     e.add_argument("--n-evals", type=int, default=2048, help="model evaluations per image (default: 2048)")
     e.add_argument("--segments", default="grid:8x8", help="segmenter spec (default: grid:8x8)")
