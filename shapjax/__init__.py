@@ -29,6 +29,15 @@ _compat.install()
 _LAZY = {"kernels", "engine", "image", "baselines", "evaluation", "models", "data", "plot", "cli"}
 
 
+def enable_compilation_cache(path=None, *, min_compile_seconds: float = 0.0):
+    """Turn on JAX's persistent compilation cache so that a later process starts warm (the CLI does it by
+    default). ``path`` defaults to ``$SHAPJAX_CACHE_DIR`` or ``~/.cache/shapjax/jax``; ``SHAPJAX_NO_CACHE=1``
+    turns it off. Returns the cache folder (None when off). See :mod:`shapjax._util.compilation_cache`."""
+    from shapjax._util.compilation_cache import enable_compilation_cache as enable
+
+    return enable(path, min_compile_seconds=min_compile_seconds)
+
+
 def __getattr__(name):
     if name in _LAZY:
         return _importlib.import_module(f"shapjax.{name}")
@@ -39,4 +48,5 @@ def __getattr__(name):
 
 
 __all__ = ["explain", "Explanation", "shapley", "ShapleyResult", "ESTIMATORS", "maskers", "segment",
+           "enable_compilation_cache",
            "kernels", "engine", "image", "baselines", "evaluation", "models", "data", "plot", "cli"]

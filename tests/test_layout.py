@@ -173,3 +173,23 @@ def test_estimators_say_what_they_estimate():
     assert ESTIMATORS["partition"].estimates == "owen" and not ESTIMATORS["partition"].shapley
     assert ESTIMATORS["lime"].estimates == "lime-surrogate" and ESTIMATORS["occlusion"].estimates == "leave-one-out"
     assert all(ESTIMATORS[m].shapley for m in ("exact", "kernel", "leverage", "permutation"))
+
+
+def test_persistent_compilation_cache_makes_a_second_process_warm(tmp_path):
+    """The cache folder fills on the first run and is reused by the second (a fresh process)."""
+    code = ("import jax, jax.numpy as jnp, shapjax\n"
+            f"print(shapjax.enable_compilation_cache({str(tmp_path)!r}))\n"
+            "r = shapjax.shapley(lambda z: jnp.tanh(z.astype(jnp.float32) @ jnp.arange(6.0)), 6, "
+            "key=jax.random.key(0), n_evals=40)\n"
+            "print(float(r.values.sum()))\n")
+    env = {k: v for k, v in os.environ.items() if k != "SHAPJAX_NO_CACHE"}
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr
+    entries = set(os.listdir(tmp_path))
+    assert entries, "no compiled program was written to the cache"
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert second.returncode == 0 and second.stdout == first.stdout
+    assert set(os.listdir(tmp_path)) == entries, "the second process compiled programs the first one had cached"
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**env, "SHAPJAX_NO_CACHE": "1"})
+    assert off.stdout.splitlines()[0] == "None"

@@ -312,6 +312,9 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="no progress bars or notes (the final summary line is still printed)")
+    common.add_argument("--no-cache", action="store_true", default=argparse.SUPPRESS,
+                        help="do not use the persistent compilation cache (default: on, in $SHAPJAX_CACHE_DIR or "
+                             "~/.cache/shapjax/jax; SHAPJAX_NO_CACHE=1 also turns it off)")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks instead of one-line errors")
     p = _Parser(prog=PROG, parents=[common],
@@ -371,6 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``shapjax`` command line; returns the exit status (0 = success)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    if "--no-cache" not in argv:  # a second run starts warm (docs: shapjax._util.compilation_cache)
+        from shapjax._util.compilation_cache import enable_compilation_cache
+
+        enable_compilation_cache()
+    else:
+        argv = [a for a in argv if a != "--no-cache"]
     i = 0
     while i < len(argv) and argv[i] in ("-q", "--quiet", "--debug"):
         i += 1
