@@ -1,0 +1,161 @@
+"""The compiled program of :func:`shapjax.explain_dataset`: one key per image, batches sharded over every device.
+
+A batch of B images travels as arrays sharded on their first axis over a 1-D
+:class:`jax.sharding.Mesh` named ``"images"`` (:class:`~jax.sharding.NamedSharding`);
+the model's weights and the masker are replicated. Inside ``jax.shard_map``
+each device runs ``lax.map`` over its own images, and each image is explained
+by :func:`shapjax.image.explain.explain_one_image` (the compiled core of
+:func:`shapjax.explain` for one image) with the key ``fold_in(key, i)`` of its
+global index ``i``: its result is that of ``explain(model, x[i:i+1],
+key=fold_in(key, i))``, whatever the batch size, device count or process count.
+
+The price of per-image keys: :func:`shapjax.explain` shares one coalition design
+by the batch (the regression is factored once for B images); here every image
+draws and factors its own, which costs ``O(n_evals * M)`` host-free device work
+per image against ``n_evals`` model evaluations (measured in
+``benchmarks/results/dataset.md``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from shapjax.engine.estimators import get_estimator
+from shapjax.engine.estimators.partition import Tree, balanced_tree, schedule
+from shapjax.engine.games import auto_batch_size
+from shapjax.image.explain import explain_one_image, split_model
+from shapjax.image.hierarchy import partition_tree
+
+AXIS = "images"
+
+
+def local_mesh(devices=None) -> Mesh:
+    """A 1-D mesh named ``"images"`` over this process's devices (default: every local device)."""
+    devs = list(jax.local_devices() if devices is None else devices)
+    return Mesh(np.asarray(devs), (AXIS,))
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Static settings of the compiled program (hashable).
+
+    Attributes:
+      model_fn: the static part of the model (None when it travels as a pytree).
+      n_segments: M, the same for every image of the dataset.
+      method, n_evals: estimator and budget per image (asked).
+      used_evals: evaluations actually spent per image.
+      batch_size: composed images per model call.
+      out_mode, k: parsed ``outputs`` (``"all"``, ``"given"``, ``"top"``) and K.
+      ks: partition schedule (None for other methods).
+      masked: pass per-image ``active [M]`` masks (superpixels may leave ids unused).
+    """
+
+    model_fn: Any
+    n_segments: int
+    method: str
+    n_evals: int
+    used_evals: int
+    batch_size: int
+    out_mode: str
+    k: int
+    ks: Optional[tuple]
+    masked: bool
+
+    @property
+    def partition(self) -> bool:
+        return self.method == "partition"
+
+
+def make_plan(model_tree_fn, *, n_segments: int, method: str, n_evals: int, out_mode: str, k: int,
+              pixels: int, n_replacements: int, batch_size: Optional[int], masked: bool) -> Plan:
+    est = get_estimator(method)
+    M = int(n_segments)
+    rows = 2**M if method == "exact" else n_evals
+    bs = batch_size or auto_batch_size(rows, pixels * n_replacements)
+    ks = tuple(schedule(M, n_evals, tree=balanced_tree(M))) if method == "partition" else None
+    used = est.used_evals(M, n_evals, tree=None)
+    return Plan(model_tree_fn, M, method, int(n_evals), int(used), int(bs), out_mode, int(k), ks, bool(masked))
+
+
+def trees_of(seg: np.ndarray, M: int) -> Tree:
+    """One spatial partition tree per image (:func:`shapjax.image.hierarchy.partition_tree`), stacked."""
+    ts = [partition_tree(s, n_segments=M) for s in seg]
+    return Tree(*(np.stack([getattr(t, f) for t in ts]) for f in ("left", "right", "members")))
+
+
+def _local_program(plan: Plan):
+    def local(keys, images, seg, out_idx, active, trees, masker, model_tree):
+        static = dict(model_fn=plan.model_fn, n_segments=plan.n_segments, method=plan.method, n_evals=plan.n_evals,
+                      batch_size=plan.batch_size, out_mode=plan.out_mode, k=plan.k, ks=plan.ks)
+        mf = plan.model_fn if plan.model_fn is not None else model_tree
+
+        def one(a):
+            k, x, s, o, act, t = a
+            return explain_one_image(k, x, s, masker, o, act, t, model_tree, **static)
+
+        phi, std, v0, v1, idx = jax.lax.map(one, (keys, images, seg, out_idx, active, trees))
+        logits = jnp.asarray(mf(images), jnp.float32)  # the unmasked outputs, every class
+        return phi, std, v0, v1, idx, logits
+
+    return local
+
+
+_PROGRAMS: dict = {}
+
+
+def program(plan: Plan, mesh: Mesh):
+    """The jitted, sharded program for ``plan`` on ``mesh`` (cached: one compile per plan, mesh and shapes).
+
+    Call it as ``program(keys [B], images [B,H,W,C], seg [B,H,W], out_idx [B,K] | None, active [B,M] | None,
+    trees | None, masker, model_tree)`` with B a multiple of the mesh size; returns
+    ``(values [B,M,K], std [B,M,K] | None, base [B,K], full [B,K], output_indexes [B,K], logits [B,n_classes])``.
+    """
+    key = (plan, tuple(mesh.devices.flat), mesh.axis_names)
+    if key not in _PROGRAMS:
+        img, rep = P(AXIS), P()
+        fn = jax.shard_map(_local_program(plan), mesh=mesh, in_specs=(img, img, img, img, img, img, rep, rep),
+                           out_specs=img, check_vma=False)
+        _PROGRAMS[key] = jax.jit(fn)
+    return _PROGRAMS[key]
+
+
+def shard(mesh: Mesh, tree):
+    """Put a pytree of ``[B, ...]`` host arrays on ``mesh``, split on the first axis (:class:`NamedSharding`)."""
+    s = NamedSharding(mesh, P(AXIS))
+    return jax.tree_util.tree_map(lambda a: jax.device_put(a, s), tree)
+
+
+def replicate(mesh: Mesh, tree):
+    """Put a pytree on every device of ``mesh`` (the model's weights, the masker)."""
+    s = NamedSharding(mesh, P())
+    return jax.tree_util.tree_map(lambda a: jax.device_put(a, s) if isinstance(a, (jax.Array, np.ndarray)) else a,
+                                  tree)
+
+
+def image_keys(key, indexes: np.ndarray) -> jax.Array:
+    """``[B]`` keys ``fold_in(key, i)`` for the global image indexes ``i`` (the only source of randomness)."""
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(indexes, jnp.uint32))
+
+
+def pad_rows(a, n: int):
+    """Pad ``a [b, ...]`` to ``n`` rows with copies of its last row (None stays None)."""
+    if a is None:
+        return None
+    if isinstance(a, Tree):
+        return Tree(*(pad_rows(x, n) for x in a))
+    b = a.shape[0]
+    if b == n:
+        return a
+    if isinstance(a, jax.Array):
+        return jnp.concatenate([a, jnp.repeat(a[-1:], n - b, axis=0)])
+    return np.concatenate([a, np.repeat(a[-1:], n - b, axis=0)])
+
+
+__all__ = ["AXIS", "Plan", "local_mesh", "make_plan", "program", "shard", "replicate", "image_keys", "pad_rows",
+           "trees_of", "split_model"]
