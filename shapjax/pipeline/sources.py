@@ -245,8 +245,9 @@ def idx_source(images_path, labels_path=None) -> Indexable:
     return src
 
 
-def tfds_source(name: str, split: Optional[str] = None, *, data_dir=None, download: bool = True) -> Indexable:
-    """A tfds split through :func:`tfds.data_source` (random access, read lazily)."""
+def tfds_source(name: str, split: Optional[str] = None, *, data_dir=None, download: bool = False) -> Indexable:
+    """A tfds split through :func:`tfds.data_source` (random access, read lazily; ``download=True`` fetches a
+    split that is not prepared, where the network allows)."""
     from shapjax.data.sources import open_tfds
 
     split = split or "test"
@@ -255,7 +256,7 @@ def tfds_source(name: str, split: Optional[str] = None, *, data_dir=None, downlo
                      class_names=class_names or None)
 
 
-def as_source(spec: Any, *, data_dir=None, download: bool = True) -> Source:
+def as_source(spec: Any, *, data_dir=None, download: bool = False) -> Source:
     """A :class:`Source` from a path, a spec string, an indexable object or a list of them (see the module doc)."""
     if isinstance(spec, Source):
         return spec
