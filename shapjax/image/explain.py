@@ -303,7 +303,7 @@ def explain(
 # --------------------------------------------------------------------------- one image, its own key
 
 
-def explain_one_image(key, image, seg, masker, out_idx, active, tree, model_tree, *, model_fn, n_segments, method,
+def explain_one_image(image, seg, masker, out_idx, active, tree, model_tree, *, key, model_fn, n_segments, method,
                       n_evals, batch_size, out_mode, k, ks):
     """The compiled core of :func:`explain` for ONE image with its own key (traceable, no checks).
 

@@ -59,7 +59,7 @@ class Report(NamedTuple):
 # --------------------------------------------------------------------------- helpers
 
 
-def model_identity(model, name: Optional[str] = None) -> dict:
+def model_identity(model, *, name: Optional[str] = None) -> dict:
     """``{"name", "params"}``: what a stored run was computed with (the weights' SHA-256, when it has weights)."""
     static, tree = pg.split_model(model)
     fn = static if static is not None else model
@@ -288,7 +288,7 @@ def explain_dataset(
     has_std = _has_std(plan, shape, masker, model_tree, spec)
 
     settings = {
-        "model": model_identity(model, model_name), "method": method, "n_evals": n_evals,
+        "model": model_identity(model, name=model_name), "method": method, "n_evals": n_evals,
         "used_evals": plan.used_evals, "masker": masker.describe(),
         "segments": segmenter.describe() if segmenter is not None else f"fixed array {list(grid.shape)} "
         f"sha256:{hashlib.sha256(np.ascontiguousarray(grid).tobytes()).hexdigest()[:16]}",
@@ -338,7 +338,7 @@ def explain_dataset(
 
     def dispatch(prepared):
         idx, batch, seg, n_used, (pidx, x, s, o, a, t) = prepared
-        keys = pg.image_keys(key, pidx)
+        keys = pg.image_keys(pidx, key=key)
         args = pg.shard(mesh, (keys, x, s, o, a, t))
         return prepared, prog(*args, masker_dev, model_dev)
 
@@ -393,9 +393,12 @@ def _tick(progress, done, total, explained, todo, t0, used):
 
 
 def _version() -> str:
-    import shapjax
+    from importlib import metadata
 
-    return shapjax.__version__
+    try:
+        return metadata.version("shapjax")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
 
 
 def _has_std(plan, shape, masker, model_tree, spec) -> bool:
@@ -410,7 +413,7 @@ def _has_std(plan, shape, masker, model_tree, spec) -> bool:
         t = pg.trees_of(np.zeros((1, H, W), np.int32) + (np.arange(H * W).reshape(1, H, W) % M), M)
         tree = pg.Tree(*(a[0] for a in t))
     out = jax.eval_shape(
-        lambda k, x, s, o, a: explain_one_image(k, x, s, masker, o, a, tree, model_tree, model_fn=plan.model_fn,
+        lambda k, x, s, o, a: explain_one_image(x, s, masker, o, a, tree, model_tree, key=k, model_fn=plan.model_fn,
                                                 n_segments=M, method=plan.method, n_evals=plan.n_evals,
                                                 batch_size=plan.batch_size, out_mode=plan.out_mode, k=plan.k,
                                                 ks=plan.ks),

@@ -17,7 +17,7 @@ import jax
 log = logging.getLogger(__name__)
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
+def initialize(coordinator_address: str | None = None, *, num_processes: int | None = None,
                process_id: int | None = None, **kwargs) -> tuple[int, int]:
     """Join a multi-process JAX run (:func:`jax.distributed.initialize`); returns ``(process_index, process_count)``.
 

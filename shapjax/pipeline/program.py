@@ -97,7 +97,7 @@ def _local_program(plan: Plan):
 
         def one(a):
             k, x, s, o, act, t = a
-            return explain_one_image(k, x, s, masker, o, act, t, model_tree, **static)
+            return explain_one_image(x, s, masker, o, act, t, model_tree, key=k, **static)
 
         phi, std, v0, v1, idx = jax.lax.map(one, (keys, images, seg, out_idx, active, trees))
         logits = jnp.asarray(mf(images), jnp.float32)  # the unmasked outputs, every class
@@ -138,7 +138,7 @@ def replicate(mesh: Mesh, tree):
                                   tree)
 
 
-def image_keys(key, indexes: np.ndarray) -> jax.Array:
+def image_keys(indexes: np.ndarray, *, key) -> jax.Array:
     """``[B]`` keys ``fold_in(key, i)`` for the global image indexes ``i`` (the only source of randomness)."""
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(indexes, jnp.uint32))
 

@@ -226,14 +226,14 @@ def _split_count(spec: str):
     return kind, parts, n
 
 
-def idx_source(images_path, labels_path=None) -> Indexable:
+def idx_source(images_path, *, labels=None) -> Indexable:
     """IDX image (and label) files; a plain file is memory-mapped, so only the read rows are loaded."""
     from shapjax.data import read_idx
 
     arr = read_idx(images_path, mmap=True)
     if arr.ndim not in (3, 4):
         raise ValueError(f"IDX file {images_path}: expected images [N, H, W] or [N, H, W, C], got {arr.shape}")
-    labels = None
+    labels_path, labels = labels, None
     if labels_path:
         labels = np.asarray(read_idx(labels_path)).astype(np.int32)
         if labels.shape != arr.shape[:1]:
@@ -245,7 +245,7 @@ def idx_source(images_path, labels_path=None) -> Indexable:
     return src
 
 
-def tfds_source(name: str, split: Optional[str] = None, *, data_dir=None, download: bool = False) -> Indexable:
+def tfds_source(name: str, *, split: Optional[str] = None, data_dir=None, download: bool = False) -> Indexable:
     """A tfds split through :func:`tfds.data_source` (random access, read lazily; ``download=True`` fetches a
     split that is not prepared, where the network allows)."""
     from shapjax.data.sources import open_tfds
@@ -274,7 +274,7 @@ def as_source(spec: Any, *, data_dir=None, download: bool = False) -> Source:
             _, parts, n = _split_count(s)
             if not parts or not parts[0] or len(parts) > 2:
                 raise ValueError(f"bad dataset spec {s!r}: expected tfds:NAME:SPLIT[:N], e.g. tfds:mnist:test:16")
-            src = tfds_source(parts[0], parts[1] if len(parts) > 1 and parts[1] else "test", data_dir=data_dir,
+            src = tfds_source(parts[0], split=parts[1] if len(parts) > 1 and parts[1] else "test", data_dir=data_dir,
                               download=download)
             return src if n is None else Head(src, n)
         if s.startswith("samples:"):
@@ -290,7 +290,7 @@ def as_source(spec: Any, *, data_dir=None, download: bool = False) -> Source:
             paths = [q for q in s[4:].split(",") if q]
             if not 1 <= len(paths) <= 2:
                 raise ValueError(f"bad IDX spec {s!r}: expected idx:IMAGES[,LABELS]")
-            return idx_source(*paths)
+            return idx_source(paths[0], labels=paths[1] if len(paths) > 1 else None)
         if s.startswith("folder:"):
             return Files(folder_files(s[7:]), root=s[7:])
         if Path(s).suffix.lower() in IMAGE_EXTENSIONS or "/" in s or "\\" in s:
