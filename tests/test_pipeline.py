@@ -214,3 +214,13 @@ def test_sigkill_then_resume_gives_the_uninterrupted_store(clf, reference, tmp_p
     assert r.skipped == done.sum() and r.explained == 12 - done.sum()  # each image explained exactly once
     assert not list(store.rglob("*.partial"))
     _same_store(reference, store)
+
+
+def test_readme_pipeline_section_runs(tmp_path, monkeypatch, capsys):
+    text = (ROOT / "README.md").read_text()
+    assert text.count("<!-- pipeline:START -->") == 1 and text.count("<!-- pipeline:END -->") == 1
+    section = text.split("<!-- pipeline:START -->")[1].split("<!-- pipeline:END -->")[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == "16 (16, 49, 1) (4, 49, 1)"
