@@ -34,7 +34,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+#: ``../shared/data/mnist`` beside the checkout (a worktree one level deeper looks one more level up)
+SHARED_MNIST = next((p / "shared" / "data" / "mnist" for p in (ROOT.parent, ROOT.parent.parent)
+                     if (p / "shared" / "data" / "mnist").is_dir()), ROOT.parent / "shared" / "data" / "mnist")
 CFG = dict(segments="grid:7x7", masker="constant:0", method="kernel", n_evals=128, outputs="top-1")
 
 

@@ -19,10 +19,9 @@ if len(args) > 2:
 
     initialize(args[2], num_processes=int(args[3]), process_id=int(args[4]))
 
-import shapjax  # noqa: E402
-from shapjax.pipeline import explain_dataset  # noqa: E402
-
 from pipeline_model import linear_model  # noqa: E402
+
+from shapjax.pipeline import explain_dataset  # noqa: E402
 
 report = explain_dataset(linear_model(), "samples:mnist:12", key=jax.random.key(3), store=store, segments="grid:4x4",
                          masker="constant:0", method="kernel", n_evals=40, outputs="top-2", batch_size=batch,

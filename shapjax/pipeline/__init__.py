@@ -13,7 +13,7 @@ from shapjax.pipeline.dataset import Progress, Report, explain_dataset, model_id
 from shapjax.pipeline.distributed import initialize, process
 from shapjax.pipeline.program import local_mesh
 from shapjax.pipeline.sources import Batch, Concat, Files, Head, Indexable, Source, as_source, idx_source, tfds_source
-from shapjax.pipeline.store import ResultStore, Results, SettingsMismatch, load_results
+from shapjax.pipeline.store import Results, ResultStore, SettingsMismatch, load_results
 
 __all__ = ["explain_dataset", "load_results", "Results", "ResultStore", "SettingsMismatch", "Report", "Progress",
            "as_source", "Source", "Batch", "Files", "Indexable", "Concat", "Head", "idx_source", "tfds_source",

@@ -192,8 +192,8 @@ def explain_dataset(
         takes the mean colour of the first 32 images).
       method, n_evals, outputs: as in :func:`shapjax.explain`; ``outputs`` may also be an
         ``[N, K]`` int array (per image of the dataset).
-      batch_size: images per device batch (default 8 per local device; rounded up to a
-        multiple of the device count; the last batch is padded).
+      batch_size: images per batch (default 8 per local device; rounded up to a multiple of
+        the device count times the image group of the program; the last batch is padded).
       model_batch: composed images per model call (default: :func:`shapjax.explain`'s choice).
       n_segments: segment axis M for superpixels (default: 1.5x the largest count of the
         first 32 images; an image with more segments is an error naming this option).
@@ -275,12 +275,12 @@ def explain_dataset(
     # ---- the compiled program
     mesh = pg.local_mesh(devices)
     D = mesh.devices.size
-    B = batch_size or 8 * D
-    B = int(math.ceil(B / D) * D)
     static_fn, model_tree = pg.split_model(model)
     plan = pg.make_plan(static_fn, n_segments=M, method=method, n_evals=n_evals, out_mode=spec.mode, k=spec.k,
                         pixels=int(np.prod(shape)), n_replacements=masker.n_replacements(), batch_size=model_batch,
                         masked=grid is None)
+    B = batch_size or 8 * D
+    B = int(math.ceil(B / (D * plan.group)) * D * plan.group)  # every device gets whole groups
     if plan.used_evals != n_evals:
         _say(notes, f"n_evals: method={method!r} spends {plan.used_evals} of the {n_evals} evaluations asked per "
                     f"image with {M} segments" + (" (its schedule expands whole tree levels)"

@@ -54,6 +54,10 @@ class Plan:
       out_mode, k: parsed ``outputs`` (``"all"``, ``"given"``, ``"top"``) and K.
       ks: partition schedule (None for other methods).
       masked: pass per-image ``active [M]`` masks (superpixels may leave ids unused).
+      group: images explained together (``vmap``) per step of the device's ``lax.map``, so a model call
+        holds about ``batch_size`` composed images when ``n_evals < batch_size``; the local batch is always
+        a multiple of it, so every image is computed in a group of the same shape whatever the batch size
+        or device count (with ``group == 1`` image ``i`` is bit for bit ``explain(x[i:i+1], ...)``).
     """
 
     model_fn: Any
@@ -66,6 +70,7 @@ class Plan:
     k: int
     ks: Optional[tuple]
     masked: bool
+    group: int = 1
 
     @property
     def partition(self) -> bool:
@@ -80,7 +85,9 @@ def make_plan(model_tree_fn, *, n_segments: int, method: str, n_evals: int, out_
     bs = batch_size or auto_batch_size(rows, pixels * n_replacements)
     ks = tuple(schedule(M, n_evals, tree=balanced_tree(M))) if method == "partition" else None
     used = est.used_evals(M, n_evals, tree=None)
-    return Plan(model_tree_fn, M, method, int(n_evals), int(used), int(bs), out_mode, int(k), ks, bool(masked))
+    group = max(1, int(bs) // max(1, rows if method != "partition" else int(bs)))
+    return Plan(model_tree_fn, M, method, int(n_evals), int(used), int(bs), out_mode, int(k), ks, bool(masked),
+                group)
 
 
 def trees_of(seg: np.ndarray, M: int) -> Tree:
@@ -99,7 +106,11 @@ def _local_program(plan: Plan):
             k, x, s, o, act, t = a
             return explain_one_image(x, s, masker, o, act, t, model_tree, key=k, **static)
 
-        phi, std, v0, v1, idx = jax.lax.map(one, (keys, images, seg, out_idx, active, trees))
+        xs = (keys, images, seg, out_idx, active, trees)
+        if plan.group == 1:
+            phi, std, v0, v1, idx = jax.lax.map(one, xs)
+        else:  # groups of `group` images per step (the local batch is a multiple of it: no remainder)
+            phi, std, v0, v1, idx = jax.lax.map(one, xs, batch_size=plan.group)
         logits = jnp.asarray(mf(images), jnp.float32)  # the unmasked outputs, every class
         return phi, std, v0, v1, idx, logits
 
