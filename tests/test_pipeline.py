@@ -94,6 +94,12 @@ def test_each_image_is_explain_with_its_own_key(clf, reference):
 def test_batch_size_does_not_change_results(clf, reference, tmp_path):
     explain_dataset(clf, "samples:mnist:12", key=KEY, store=tmp_path / "b2.zarr", batch_size=2, chunk=1, **CFG)
     _same_store(reference, tmp_path / "b2.zarr")
+    # one program call per image instead of shard_map + lax.map: the same values up to float rounding
+    r = explain_dataset(clf, "samples:mnist:12", key=KEY, store=tmp_path / "d.zarr", batch_size=3, mode="dispatch",
+                        **CFG)
+    assert r.settings["program"] == "dispatch" and r.explained == 12
+    np.testing.assert_allclose(load_results(tmp_path / "d.zarr").values[...], load_results(reference).values[...],
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_rerun_explains_only_what_is_not_done_and_refuses_other_settings(clf, tmp_path):

@@ -156,6 +156,7 @@ def explain_dataset(
     resize: bool = True,
     model_name: Optional[str] = None,
     devices=None,
+    mode: Optional[str] = None,
     progress: Optional[Callable[[Progress], None]] = None,
     extra_settings: Optional[dict] = None,
 ) -> Report:
@@ -204,6 +205,10 @@ def explain_dataset(
       resize: resize images to the model's input (else a size mismatch is an error).
       model_name: the model's name in the store's settings (default its ``name``).
       devices: local devices to use (default all).
+      mode: ``"map"`` (default): one program per batch, ``jax.shard_map`` over the mesh with ``lax.map``
+        over each device's images; ``"dispatch"``: one program call per image on the device its
+        ``NamedSharding`` block would give it (asynchronous dispatch). The values agree to float rounding
+        (different compiled programs); within one mode they do not depend on batch size or device count.
       progress: called with a :class:`Progress` after every written batch.
       extra_settings: more settings to record and compare on resume (e.g. the CLI's ``score``).
 
@@ -292,7 +297,8 @@ def explain_dataset(
         "used_evals": plan.used_evals, "masker": masker.describe(),
         "segments": segmenter.describe() if segmenter is not None else f"fixed array {list(grid.shape)} "
         f"sha256:{hashlib.sha256(np.ascontiguousarray(grid).tobytes()).hexdigest()[:16]}",
-        "n_segments": M, "outputs": _describe_outputs(outputs), "seed": np.asarray(jax.random.key_data(key))
+        "n_segments": M, "model_batch": plan.batch_size, "program": mode or "map",
+        "outputs": _describe_outputs(outputs), "seed": np.asarray(jax.random.key_data(key))
         .reshape(-1).tolist(), "source": src.describe(), "n_images": N, "input_shape": list(shape),
         "resize": bool(resize), "store_images": bool(store_images),
         "shapjax_version": _version(), **(extra_settings or {}),
@@ -307,9 +313,15 @@ def explain_dataset(
         log.info("%s: %d of this process's %d images already done; explaining the other %d", store_path,
                  skipped, len(st.owned(pid, P)), len(todo))
 
+    mode = mode or "map"
+    if mode not in ("map", "dispatch"):
+        raise ValueError(f"mode: expected 'map' or 'dispatch', got {mode!r}")
     masker_dev = pg.replicate(mesh, masker)
     model_dev = pg.replicate(mesh, model_tree)
-    prog = pg.program(plan, mesh)
+    prog = pg.program(plan, mesh) if mode == "map" else pg.one_image_program(plan)
+    local_devices = list(mesh.devices.flat)
+    per_device = [(jax.device_put(masker, d), jax.device_put(model_tree, d)) for d in local_devices] \
+        if mode == "dispatch" else None
     out_all = None if spec.mode != "given" else np.asarray(spec.index)
 
     def prepare(idx: np.ndarray):
@@ -339,12 +351,23 @@ def explain_dataset(
     def dispatch(prepared):
         idx, batch, seg, n_used, (pidx, x, s, o, a, t) = prepared
         keys = pg.image_keys(pidx, key=key)
-        args = pg.shard(mesh, (keys, x, s, o, a, t))
-        return prepared, prog(*args, masker_dev, model_dev)
+        if mode == "map":
+            args = pg.shard(mesh, (keys, x, s, o, a, t))
+            return prepared, prog(*args, masker_dev, model_dev)
+        outs, rows = [], B // D  # device j explains rows j*rows..(j+1)*rows-1, as P("images") would place them
+        for r in range(len(idx)):
+            dev = local_devices[r // rows]
+            m_d, t_d = per_device[r // rows]
+            row = lambda a: None if a is None else jax.device_put(a[r], dev)  # noqa: E731
+            tree_r = None if t is None else pg.Tree(*(jax.device_put(v[r], dev) for v in t))
+            outs.append(prog(jax.device_put(keys[r], dev), row(x), row(s), row(o), row(a), tree_r, m_d, t_d))
+        return prepared, outs
 
     def write(prepared, out):
         idx, batch, seg, n_used, _ = prepared
         b = len(idx)
+        if isinstance(out, list):  # dispatch mode: one result per image
+            out = [None if f[0] is None else np.stack([np.asarray(a) for a in f]) for f in zip(*out)]
         phi, std, v0, v1, oi, logits = (None if a is None else np.asarray(a)[:b] for a in out)
         if not (np.isfinite(phi).all() and np.isfinite(v0).all() and np.isfinite(v1).all()):
             bad = idx[~(np.isfinite(phi).all((1, 2)) & np.isfinite(v0).all(1) & np.isfinite(v1).all(1))]
