@@ -143,6 +143,8 @@ def test_sources_stream_with_the_one_converter(tmp_path):
     pairs = Indexable([(rgb[i], i) for i in range(6)], name="pairs").with_shape((28, 28, 3))
     b = pairs.read(np.arange(6))
     assert b.labels.tolist() == list(range(6)) and 0 <= b.images.min() and b.images.max() <= 1
+    with pytest.raises(TypeError, match=r"dtype uint8; convert it with x.astype\(np.float32\) / 255"):
+        as_source(rgb)  # an in-memory array follows the library convention: never silently rescaled
     # IDX images, memory-mapped
     idx = tmp_path / "x.idx"
     idx.write_bytes(b"\x00\x00\x08\x03" + np.asarray([5, 28, 28], ">u4").tobytes() + rgb[:5, :28, :28, 0].tobytes())

@@ -297,6 +297,11 @@ def as_source(spec: Any, *, data_dir=None, download: bool = False) -> Source:
             raise FileNotFoundError(f"image file not found: {s}")
         raise ValueError(f"source: {s!r} is neither a file, a folder nor a spec (tfds:NAME:SPLIT[:N], "
                          "samples:NAME[:N], idx:IMAGES[,LABELS], folder:PATH)")
-    if isinstance(spec, np.ndarray) and spec.ndim in (3, 4):
-        return Indexable(spec, name=f"array{list(spec.shape)}")
+    if hasattr(spec, "dtype") and hasattr(spec, "ndim") and not isinstance(spec, np.memmap):
+        if not np.issubdtype(np.dtype(spec.dtype), np.floating):  # an in-memory array: the library convention
+            raise TypeError(f"source: an image array must be float in [0, 1], got dtype {spec.dtype}; convert it "
+                            "with x.astype(np.float32) / 255 (files, IDX, tfds and Grain sources convert uint8 "
+                            "themselves)")
+        if spec.ndim in (3, 4):
+            return Indexable(spec, name=f"array{list(spec.shape)}")
     return Indexable(spec)
