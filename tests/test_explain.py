@@ -228,7 +228,7 @@ def test_errors_name_the_argument():
     model = tiny_cnn(3)
     imgs = jax.random.uniform(jax.random.key(12), (2, 8, 8, 3))
     kw = dict(key=KEY, masker=maskers.constant(0.0), n_evals=64)
-    with pytest.raises(ValueError, match="images must be"):
+    with pytest.raises(ValueError, match="images: expected shape"):
         shapjax.explain(model, imgs[0, 0], segments=segment.grid(2, 2), **kw)
     with pytest.raises(ValueError, match="segments"):
         shapjax.explain(model, imgs, segments=np.zeros((7, 8), np.int32), **kw)

@@ -6,17 +6,57 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _check_images(images, name: str = "images") -> jax.Array:
-    dtype = getattr(images, "dtype", None)
-    if dtype is None:
-        images = np.asarray(images)
-        dtype = images.dtype
+def check_images(images, name: str = "images", *, single_ok: bool = False) -> jax.Array:
+    """The one rule for images entering shapjax: float pixels in [0, 1], ``[B, H, W, C]``.
+
+    * a list/tuple of images is stacked; with ``single_ok`` one ``[H, W, C]`` image becomes ``[1, H, W, C]``;
+    * integer, boolean and complex images are rejected (uint8 0-255 pixels would be explained as
+      0-255 and change the model's answer): a ``TypeError`` that names the fix;
+    * NaN or infinite pixels are rejected (when the values are concrete; under ``jax.jit`` see
+      :mod:`shapjax._util.checkify` for the checked mode);
+    * float pixels far outside [0, 1] (e.g. 0-255 floats) give a warning, once per call site.
+
+    Returns float32 images (float64 stays float64).
+    """
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError(f"{name}: expected images [B, H, W, C], got an empty {type(images).__name__}")
+        images = np.stack([np.asarray(i) for i in images])
+    shape, dtype = getattr(images, "shape", None), getattr(images, "dtype", None)
+    if shape is None or dtype is None:
+        raise TypeError(f"{name}: expected an array [B, H, W, C], got {type(images).__name__}")
+    if single_ok and len(shape) == 3:
+        images = images[None]
+        shape = images.shape
+    if len(shape) != 4:
+        want = "[B, H, W, C] (or one [H, W, C] image)" if single_ok else "[B, H, W, C]"
+        raise ValueError(f"{name}: expected shape {want}, got {tuple(shape)}")
+    if min(shape) < 1:
+        raise ValueError(f"{name}: expected non-empty images, got shape {tuple(shape)}")
     if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"{name}: expected float images in [0, 1], got dtype {dtype}")
-    images = jnp.asarray(images)
-    if images.ndim != 4:
-        raise ValueError(f"{name}: expected shape [B, H, W, C], got {images.shape}")
-    return images
+        fix = (" (convert 0-255 pixels with images.astype(np.float32) / 255)"
+               if jnp.issubdtype(dtype, jnp.integer) else "")
+        raise TypeError(f"{name}: expected floating-point pixels in [0, 1], got dtype {dtype}{fix}")
+    if dtype not in (jnp.float32, jnp.float64):
+        images = images.astype(jnp.float32)
+    if not isinstance(images, jax.core.Tracer):
+        host = np.asarray(images)
+        finite = np.isfinite(host)
+        if not finite.all():
+            bad = np.argwhere(~finite)[0]
+            raise ValueError(f"{name}: NaN or infinite pixel values (first at index {tuple(int(i) for i in bad)})")
+        lo, hi = float(host.min()), float(host.max())
+        if hi > 1.5 or lo < -0.5:
+            import warnings
+
+            warnings.warn(f"{name}: pixel values span [{lo:.3g}, {hi:.3g}]; shapjax expects [0, 1] (maskers such as "
+                          "constant(0) and blur assume it). Divide 0-255 pixels by 255; if your model takes another "
+                          "range on purpose, ignore this warning.", stacklevel=3)
+    return jnp.asarray(images)
+
+
+def _check_images(images, name: str = "images") -> jax.Array:
+    return check_images(images, name)
 
 
 def _check_key(key):

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from shapjax.cli.jobs import UsageError, positive_fraction_in_mask, resolve_model, run_job, write_json
+from shapjax.models.importers.spec import add_model_arguments, model_options
 
 PROG = "shapjax"
 SUMMARY_NAME = "summary.json"
@@ -301,8 +302,9 @@ def _parser() -> argparse.ArgumentParser:
                                    "figures of the first images and summary.json.")
     e.add_argument("images", nargs="+", metavar="SOURCE",
                    help="image files, folders, idx:IMAGES[,LABELS], tfds:NAME:SPLIT[:N], samples:NAME[:N]")
-    e.add_argument("--model", default="mnist-cnn", help="shipped model name (see `shapjax models`) or checkpoint "
-                   "path (default: mnist-cnn)")
+    e.add_argument("--model", default="mnist-cnn", help="shipped model name (see `shapjax models`), checkpoint "
+                   "path, orbax folder, torch:FILE, keras:FILE, onnx:FILE or module:function (default: mnist-cnn)")
+    add_model_arguments(e)
     e.add_argument("--method", default="kernel", help="estimator (see `shapjax methods`; default: kernel)")
     e.add_argument("--n-evals", type=int, default=2048, help="model evaluations per image (default: 2048)")
     e.add_argument("--segments", default="grid:8x8", help="segmenter spec (default: grid:8x8)")

@@ -24,6 +24,7 @@ from shapjax.evaluation.compare import (
     compare,
     resolve_methods,
 )
+from shapjax.models.importers.spec import add_model_arguments, model_options
 
 _USAGE = """shapjax compare --model mnist-cnn|planted-patch|CHECKPOINT --data samples:mnist|samples:planted-patch|
                        planted-patch|tfds:NAME|FOLDER --out DIR [options]"""
@@ -46,7 +47,9 @@ def _parser():
         "Explain the same images with SHAP estimators, LIME, occlusion and gradient methods, score them "
         "(deletion/insertion AUC, faithfulness, sparseness, complexity, pointing game and mass in mask) "
         "and write results.csv, results.json and compare.png."))
-    p.add_argument("--model", default="mnist-cnn", help="shipped model name or checkpoint path (default mnist-cnn)")
+    p.add_argument("--model", default="mnist-cnn", help="shipped model name, checkpoint path, orbax folder, "
+                   "torch:FILE, keras:FILE, onnx:FILE or module:function (default mnist-cnn)")
+    add_model_arguments(p)
     p.add_argument("--data", default=None, help="data source (default: the shipped samples of the model)")
     p.add_argument("--n", type=int, default=8, help="images to explain (default 8)")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated methods or 'all'")
@@ -64,15 +67,13 @@ def _parser():
     return p
 
 
-def _load_model(spec: str):
-    from shapjax import models
+def _load_model(spec: str, **options):
+    from shapjax.models.importers import load_model
 
-    if spec in models.available():
-        return models.pretrained(spec)
-    if any(os.path.exists(spec + s) for s in ("", ".json", ".msgpack")):
-        return models.load_checkpoint(spec)
-    raise ValueError(f"--model: {spec!r} is neither a shipped model ({', '.join(models.available()) or 'none'}) "
-                     "nor a checkpoint path")
+    try:
+        return load_model(spec, **{k: v for k, v in options.items() if v is not None})
+    except (FileNotFoundError, TypeError, ImportError) as e:
+        raise ValueError(f"--model: {e}") from None
 
 
 def _load_data(spec: str, n: int, shape, seed: int):
@@ -123,7 +124,7 @@ def _run_cli(argv) -> int:
             fn(getattr(args, what))
         except ValueError as e:
             raise _UsageError(f"--{what}: {e}") from None
-    clf = _load_model(args.model)
+    clf = _load_model(args.model, **model_options(args))
     data_spec = args.data or _DEFAULT_DATA.get(args.model)
     if data_spec is None:
         raise _UsageError("--data: required for a checkpoint model")

@@ -102,7 +102,9 @@ def run(args, *, prog: str = "shapjax") -> int:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.figures < 0:
         raise UsageError(f"--figures must be >= 0, got {args.figures}")
-    clf = resolve_model(args.model)
+    from shapjax.models.importers.spec import model_options
+
+    clf = resolve_model(args.model, **model_options(args))
     check_channels(clf.input_shape[2], f"model {args.model!r}")
     args.class_names = list(clf.class_names)
     for c in args.classes or ():

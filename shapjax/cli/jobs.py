@@ -44,19 +44,22 @@ def _pretrained(name: str):
     return models.pretrained(name)
 
 
-def resolve_model(spec: str):
-    """``--model``: a shipped model name or a checkpoint path -> :class:`shapjax.models.Classifier`."""
-    from shapjax import models
+def resolve_model(spec: str, **options):
+    """``--model`` (+ ``--arch/--class-names/--normalize/--input-size``) -> :class:`shapjax.models.Classifier`.
 
-    names = models.available()
-    if spec in names:
+    Every spec of :func:`shapjax.models.importers.load_model`: a shipped name, a checkpoint, an orbax folder,
+    ``torch:FILE``, ``keras:FILE``, ``onnx:FILE`` or ``module:function``.
+    """
+    from shapjax import models
+    from shapjax.models.importers import load_model
+
+    options = {k: v for k, v in options.items() if v is not None}
+    if spec in models.available() and not options:
         return _pretrained(spec)
-    p = Path(spec)
-    candidates = [p, p.with_name(p.name + ".msgpack")] + ([p.with_suffix(".msgpack")] if p.suffix == ".json" else [])
-    if any(c.is_file() for c in candidates):
-        return models.load_checkpoint(p)
-    raise UsageError(f"--model: unknown model {spec!r}: not a shipped model ({', '.join(names) or 'none shipped'}) "
-                     "nor a checkpoint file (NAME.msgpack with NAME.json beside it)")
+    try:
+        return load_model(spec, **options)
+    except (FileNotFoundError, ValueError, TypeError, ImportError) as e:
+        raise UsageError(f"--model: {e}") from None
 
 
 def check_channels(c: int, who: str) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 from flax import struct
 
 from shapjax._util.checks import check_int, check_key, is_traced
+from shapjax._util.modelfn import join_model, split_model
 from shapjax.engine.estimators import get_estimator
 from shapjax.engine.estimators.partition import Tree, schedule
 from shapjax.engine.games import auto_batch_size, evaluate, output_spec
@@ -77,9 +78,10 @@ def _run_design(est, key, n_players, n_evals, eval_fn, *, solve_active=None):
     return phi, std, V[0], V[1]
 
 
-@partial(jax.jit, static_argnames=("value_fn", "n_players", "method", "n_evals", "batch_size", "ks"))
-def _shapley_impl(key, tree, *, value_fn, n_players, method, n_evals, batch_size, ks):
+@partial(jax.jit, static_argnames=("game", "n_players", "method", "n_evals", "batch_size", "ks"))
+def _shapley_impl(key, tree, game_data, *, game, n_players, method, n_evals, batch_size, ks):
     est = get_estimator(method)
+    value_fn = join_model(game, game_data)
     M = n_players
     eval_fn = lambda Z: evaluate(value_fn, Z, batch_size=batch_size)  # noqa: E731
     if M == 1:
@@ -145,8 +147,9 @@ def shapley(
             tree = balanced_tree(M)
         ks = tuple(schedule(M, n_evals, tree=tree))
     used = est.used_evals(M, n_evals, tree=tree) if M > 1 else 2
+    game, game_data = split_model(value_fn, "value_fn")  # a game's parameters are data, not constants
     phi, std, v0, v1 = _shapley_impl(
-        key, tree, value_fn=value_fn, n_players=M, method=method, n_evals=n_evals, batch_size=bs, ks=ks
+        key, tree, game_data, game=game, n_players=M, method=method, n_evals=n_evals, batch_size=bs, ks=ks
     )
     if scalar:
         phi, v0, v1 = phi[:, 0], v0[0], v1[0]

@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shapjax._util.checks import check_int, check_key, is_traced
+from shapjax._util.checks import check_images, check_int, check_key, is_traced
+from shapjax._util.modelfn import join_model, split_model
 from shapjax._util.outputs import Outputs, parse_outputs
 from shapjax._util.progress import BARS
 from shapjax.engine.estimators import get_estimator
@@ -28,28 +29,14 @@ from shapjax.kernels.masking import compose_rows
 
 
 def _as_images(images) -> jax.Array:
-    if isinstance(images, (list, tuple)):
-        images = np.stack([np.asarray(i) for i in images])
-    if not hasattr(images, "shape") or not hasattr(images, "dtype"):
-        raise TypeError(f"images must be an array [B, H, W, C] or [H, W, C]; got {type(images).__name__}")
-    if images.ndim == 3:
-        images = images[None]
-    if images.ndim != 4:
-        raise ValueError(f"images must be [B, H, W, C] (or a single [H, W, C] image); got shape {tuple(images.shape)}")
-    if images.shape[0] < 1 or min(images.shape[1:]) < 1:
-        raise ValueError(f"images must be non-empty; got shape {tuple(images.shape)}")
-    if not jnp.issubdtype(images.dtype, jnp.number):
-        raise TypeError(f"images must be numeric; got dtype {images.dtype}")
-    images = jnp.asarray(images, jnp.float32)
-    if not is_traced(images) and not bool(jnp.all(jnp.isfinite(images))):
-        raise ValueError("images contain NaN or infinite values")
-    return images
+    return check_images(images, "images", single_ok=True)
 
 
-def _model_classes(model_fn, H, W, C) -> int:
+def _model_classes(static, dynamic, H, W, C) -> int:
     n = 2
     try:
-        out = jax.eval_shape(model_fn, jax.ShapeDtypeStruct((n, H, W, C), jnp.float32))
+        out = jax.eval_shape(lambda d, x: join_model(static, d)(x), dynamic,
+                             jax.ShapeDtypeStruct((n, H, W, C), jnp.float32))
     except Exception as e:  # noqa: BLE001
         raise ValueError(
             f"model_fn failed on images of shape [N, H, W, C] = {(n, H, W, C)}: {type(e).__name__}: {e}"
@@ -105,8 +92,7 @@ def _chunked(fn, n_rows: int, batch_size: int, progress=None):
 def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, progress, *, model_fn, n_segments, method, n_evals,
                   batch_size, out_mode, k, ks, all_active):
     est = get_estimator(method)
-    if model_fn is None:
-        model_fn = model_tree
+    model_fn = join_model(model_fn, model_tree)
     M = n_segments
     B = images.shape[0]
     repl = masker.replacement(images, seg, M)
@@ -151,24 +137,6 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
     else:
         phi, std = jax.vmap(lambda y, a, b, act: est.solve(d, y, a, b, act))(V[:, 2:], V[:, 0], V[:, 1], active)
     return phi, std, V[:, 0], V[:, 1], out_idx
-
-
-def split_model(model_fn):
-    """``(static_fn, dynamic_tree)``: models carrying parameters travel as pytrees.
-
-    A :class:`jax.tree_util.Partial` (or an object with ``apply(params, x)``
-    and ``params``, such as :class:`shapjax.models.Classifier`) is passed to the
-    compiled program as an argument, so its weights are not baked into the
-    program as constants and new weights of the same shapes do not recompile.
-    Any other callable is a static argument (compiled once per callable).
-    """
-    if isinstance(model_fn, jax.tree_util.Partial):
-        return None, model_fn
-    if callable(getattr(model_fn, "apply", None)) and hasattr(model_fn, "params"):
-        return None, jax.tree_util.Partial(model_fn.apply, model_fn.params)
-    if not callable(model_fn):
-        raise TypeError(f"model_fn must be callable images [N, H, W, C] -> [N, K]; got {type(model_fn).__name__}")
-    return model_fn, None
 
 
 def _trees(seg: np.ndarray, M: int) -> Tree:
@@ -254,7 +222,8 @@ def explain(
         seg_arr = segments
     seg, M = check_segments(seg_arr, images, n_segments=n_segments)
     check_budget(est, M, n_evals, f"{M} segments")
-    n_classes = _model_classes(model_fn, H, W, C)
+    static_fn, model_tree = split_model(model_fn)
+    n_classes = _model_classes(static_fn, model_tree, H, W, C)
     out_mode, k, out_idx = parse_outputs(outputs, n_classes=n_classes, batch=B)
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", 1)
@@ -283,7 +252,6 @@ def explain(
     if M == 1:
         raise ValueError("segments define a single segment: at least 2 players are needed to explain anything")
     progress = bool(progress) and not is_traced(images)
-    static_fn, model_tree = split_model(model_fn)
     run = partial(_explain_impl, key, images, jnp.asarray(seg), masker, out_idx, active, trees, model_tree,
                   model_fn=static_fn, n_segments=M, method=method, n_evals=n_evals, batch_size=bs,
                   out_mode=out_mode, k=k, ks=ks, all_active=all_active)

@@ -61,18 +61,16 @@ class Report(NamedTuple):
 
 def model_identity(model, *, name: Optional[str] = None) -> dict:
     """``{"name", "params"}``: what a stored run was computed with (the weights' SHA-256, when it has weights)."""
-    static, tree = pg.split_model(model)
-    fn = static if static is not None else model
+    _, tree = pg.split_model(model)
+    fn = getattr(model, "func", model)  # a Partial's function
     label = name or getattr(model, "name", None) or getattr(fn, "__qualname__", None) or type(fn).__name__
-    mod = getattr(fn, "__module__", "") if static is not None else ""
     h = hashlib.sha256()
-    leaves = jax.tree_util.tree_leaves(tree) if tree is not None else []
+    leaves = [leaf for leaf in jax.tree_util.tree_leaves(tree) if hasattr(leaf, "shape")]
     for leaf in leaves:
         a = np.asarray(leaf)
         h.update(str((a.shape, a.dtype)).encode())
         h.update(np.ascontiguousarray(a).tobytes())
-    return {"name": f"{mod}.{label}" if mod and not name else str(label),
-            "params": h.hexdigest()[:16] if leaves else None}
+    return {"name": str(label), "params": h.hexdigest()[:16] if leaves else None}
 
 
 def _input_shape(model, source: Source, input_shape):

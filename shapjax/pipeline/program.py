@@ -29,7 +29,8 @@ from jax.sharding import PartitionSpec as P
 from shapjax.engine.estimators import get_estimator
 from shapjax.engine.estimators.partition import Tree, balanced_tree, schedule
 from shapjax.engine.games import auto_batch_size
-from shapjax.image.explain import explain_one_image, split_model
+from shapjax._util.modelfn import join_model, split_model
+from shapjax.image.explain import explain_one_image
 from shapjax.image.hierarchy import partition_tree
 
 AXIS = "images"
@@ -46,7 +47,7 @@ class Plan:
     """Static settings of the compiled program (hashable).
 
     Attributes:
-      model_fn: the static part of the model (None when it travels as a pytree).
+      model_fn: the static part of the model (:func:`shapjax._util.modelfn.split_model`).
       n_segments: M, the same for every image of the dataset.
       method, n_evals: estimator and budget per image (asked).
       used_evals: evaluations actually spent per image.
@@ -100,7 +101,7 @@ def _local_program(plan: Plan):
     def local(keys, images, seg, out_idx, active, trees, masker, model_tree):
         static = dict(model_fn=plan.model_fn, n_segments=plan.n_segments, method=plan.method, n_evals=plan.n_evals,
                       batch_size=plan.batch_size, out_mode=plan.out_mode, k=plan.k, ks=plan.ks)
-        mf = plan.model_fn if plan.model_fn is not None else model_tree
+        mf = join_model(plan.model_fn, model_tree)
 
         def one(a):
             k, x, s, o, act, t = a
@@ -153,7 +154,7 @@ def one_image_program(plan: Plan):
                       batch_size=plan.batch_size, out_mode=plan.out_mode, k=plan.k, ks=plan.ks)
 
         def one(k, x, s, o, act, t, masker, model_tree):
-            mf = plan.model_fn if plan.model_fn is not None else model_tree
+            mf = join_model(plan.model_fn, model_tree)
             out = explain_one_image(x, s, masker, o, act, t, model_tree, key=k, **static)
             return (*out, jnp.asarray(mf(x[None]), jnp.float32)[0])
 
