@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from shapjax.cli.jobs import UsageError, positive_fraction_in_mask, resolve_model, run_job, write_json
-from shapjax.models.importers.spec import add_model_arguments, model_options
+from shapjax.models.importers.spec import add_model_arguments
 
 PROG = "shapjax"
 SUMMARY_NAME = "summary.json"

@@ -26,10 +26,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from shapjax._util.modelfn import join_model, split_model
 from shapjax.engine.estimators import get_estimator
 from shapjax.engine.estimators.partition import Tree, balanced_tree, schedule
 from shapjax.engine.games import auto_batch_size
-from shapjax._util.modelfn import join_model, split_model
 from shapjax.image.explain import explain_one_image
 from shapjax.image.hierarchy import partition_tree
 
