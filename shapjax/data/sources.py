@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from shapjax.data.dataset import _IMAGE_EXTENSIONS, Dataset, _convert_channels, _finish, _resize_one, _stack, _to_float  # noqa: F401,E501
+from shapjax.data.files import load_image
 
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry",
                   "hubble_deep_field", "camera", "coins", "moon", "clock", "page", "colorwheel")
@@ -25,31 +26,8 @@ _SKIMAGE_DEFAULT = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochem
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (the MNIST format), gzip-compressed or plain.
-
-    The header is ``0x00 0x00 TYPE NDIM`` followed by NDIM big-endian uint32
-    sizes; TYPE is 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32
-    or 0x0E float64.
-
-    Raises:
-      FileNotFoundError: no such file.
-      ValueError: bad magic number, unknown type code, or a payload whose
-        length does not match the header's sizes.
-
-    References:
-      Y. LeCun, C. Cortes, C. Burges. "The MNIST database of handwritten
-      digits" (file format section). http://yann.lecun.com/exdb/mnist/
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"IDX file {path} not found")
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise ValueError(f"IDX file {path}: corrupt gzip data ({e})") from None
+def _idx_header(raw: bytes, path, size: int):
+    """``(dtype, dims, header_bytes)`` of an IDX file whose (decompressed) payload has ``size`` bytes."""
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise ValueError(f"IDX file {path}: bad magic number {raw[:4].hex() or '(empty)'}; "
                          "expected 0x0000TTDD (TT = type code, DD = number of dimensions)")
@@ -65,9 +43,45 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     dims = struct.unpack(">" + "I" * ndim, raw[4:header])
     dtype = np.dtype(_IDX_TYPES[code])
     expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    if len(raw) - header != expected:
+    if size - header != expected:
         raise ValueError(f"IDX file {path}: header says shape {dims} ({expected} bytes of data) "
-                         f"but the file holds {len(raw) - header} bytes after the header")
+                         f"but the file holds {size - header} bytes after the header")
+    return dtype, dims, header
+
+
+def read_idx(path: str | os.PathLike, *, mmap: bool = False) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzip-compressed or plain.
+
+    The header is ``0x00 0x00 TYPE NDIM`` followed by NDIM big-endian uint32
+    sizes; TYPE is 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32
+    or 0x0E float64. With ``mmap=True`` a plain (not gzipped) file is
+    memory-mapped (read-only, in the file's big-endian dtype), so streaming it
+    costs no memory; a gzipped one is decompressed into memory.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: bad magic number, unknown type code, or a payload whose
+        length does not match the header's sizes.
+
+    References:
+      Y. LeCun, C. Cortes, C. Burges. "The MNIST database of handwritten
+      digits" (file format section). http://yann.lecun.com/exdb/mnist/
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"IDX file {path} not found")
+    with open(path, "rb") as f:
+        head = f.read(4 + 4 * 255)
+    if mmap and head[:2] != b"\x1f\x8b":
+        dtype, dims, header = _idx_header(head, path, path.stat().st_size)
+        return np.memmap(path, dtype=dtype, mode="r", offset=header, shape=tuple(dims))
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise ValueError(f"IDX file {path}: corrupt gzip data ({e})") from None
+    dtype, dims, header = _idx_header(raw, path, len(raw))
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
@@ -98,9 +112,17 @@ def _load_idx(spec: str, **kw) -> Dataset:
     return _finish(images, labels, class_names, **kw)
 
 
-def _load_folder(root: str, *, n=None, size=None, channels=None) -> Dataset:
+def _file_mode(path) -> str:
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(path) as im:
+            return im.mode
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"folder source: cannot read image {path}: {e}") from None
+
+
+def _load_folder(root: str, *, n=None, size=None, channels=None) -> Dataset:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"folder source: {root} is not a directory")
@@ -114,39 +136,59 @@ def _load_folder(root: str, *, n=None, size=None, channels=None) -> Dataset:
     if n is not None:  # first n of a class-interleaved order, so a small n sees every class
         per_class = [[f for f in files if f[1] == ci] for ci in range(len(classes))]
         files = [f for f in chain.from_iterable(zip_longest(*per_class)) if f is not None][:n]
-    pil = []
-    for p, _ in files:
-        try:
-            with Image.open(p) as im:
-                im.load()
-                pil.append(im.copy())
-        except Image.DecompressionBombError:
-            raise ValueError(f"folder source: image {p} is too large to read safely (PIL's decompression-bomb "
-                             "limit): downscale it first") from None
-        except (UnidentifiedImageError, OSError) as e:
-            raise ValueError(f"folder source: cannot read image {p}: {e}") from None
-    if channels is None:
-        channels = 1 if all(im.mode in ("L", "1", "I", "I;16", "F") for im in pil) else 3
+    if channels is None:  # grey only when every file is grey
+        channels = 1 if all(_file_mode(p) in ("L", "1", "I", "I;16", "F") for p, _ in files) else 3
     if channels not in (1, 3):
         raise ValueError(f"channels: expected 1, 3 or None, got {channels!r}")
-    arrays = []
-    for im in pil:
-        im = im.convert("L" if channels == 1 else "RGB")
-        if size is not None and (im.height, im.width) != size:
-            im = im.resize((size[1], size[0]), Image.BILINEAR)
-        a = np.asarray(im, np.float32) / 255.0
-        arrays.append(a[..., None] if a.ndim == 2 else a)
+    try:
+        arrays = [load_image(p, size=size, channels=channels) for p, _ in files]
+    except ValueError as e:
+        raise ValueError(f"folder source: {e}") from None
     images = _stack(arrays, f"folder {root}")
     labels = np.asarray([ci for _, ci in files], np.int32)
     return Dataset(images, labels, classes)
 
 
-def _load_tfds(name: str, *, split, n, size, channels, data_dir, download) -> Dataset:
+class TfdsNotPrepared(FileNotFoundError):
+    """A tfds dataset that is neither prepared on disk nor downloadable here (offline)."""
+
+
+def _data_source(tfds, name, split, data_dir, download):
+    """``tfds.data_source``; offline, a dataset that is not prepared raises :class:`TfdsNotPrepared`."""
+    try:  # what is already on disk first: no network, no builder code
+        return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise
+    except (KeyError, FileNotFoundError, ValueError, AssertionError) as e:
+        first = e
+    where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    hint = (f"tfds dataset {name!r} (split {split!r}) is not prepared in {where}: prepare it once on a machine "
+            f"with network access (python -c \"import tensorflow_datasets as tfds; tfds.data_source('{name}', "
+            f"split='{split}')\"), then copy the folder, or point TFDS_DATA_DIR / data_dir at a prepared copy")
+    if not download:
+        raise TfdsNotPrepared(f"{hint} ({type(first).__name__}: {str(first).splitlines()[0] if str(first) else ''})")
+    try:
+        return tfds.data_source(name, split=split, data_dir=data_dir, download=True)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 - downloading raises many types (network, missing modules)
+        msg = str(e).splitlines()[0] if str(e) else ""
+        raise TfdsNotPrepared(f"{hint}; downloading it failed ({type(e).__name__}: {msg})") from None
+
+
+def open_tfds(name: str, *, split=None, data_dir=None, download: bool = True):
+    """Open a tfds split for random access: ``(source, image_key, label_key | None, class_names)``.
+
+    ``source`` is :func:`tfds.data_source` (``len``, ``source[i]`` a dict of numpy
+    arrays; no TensorFlow needed), read lazily. A dataset that is not prepared on
+    disk is downloaded when ``download`` (and the network allows it); otherwise a
+    :class:`TfdsNotPrepared` error says how to prepare it.
+    """
     import tensorflow_datasets as tfds
 
     split = "train" if split is None else split
     try:
-        ds = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
+        ds = _data_source(tfds, name, split, data_dir, download)
     except tfds.core.registered.DatasetNotFoundError:
         known = tfds.list_builders(with_community_datasets=False)
         close = difflib.get_close_matches(name.split("/")[0], known, n=5)
@@ -163,6 +205,12 @@ def _load_tfds(name: str, *, split, n, size, channels, data_dir, download) -> Da
                          f"(features: {list(features.keys())})")
     label_feature = features[label_key] if label_key in features else None
     class_names = list(getattr(label_feature, "names", None) or [])
+    return ds, image_key, (label_key if label_feature is not None else None), class_names
+
+
+def _load_tfds(name: str, *, split, n, size, channels, data_dir, download) -> Dataset:
+    ds, image_key, label_key, class_names = open_tfds(name, split=split, data_dir=data_dir, download=download)
+    split = "train" if split is None else split
     count = len(ds) if n is None else min(int(n), len(ds))
     images, labels = [], []
     for i in range(count):
@@ -173,7 +221,7 @@ def _load_tfds(name: str, *, split, n, size, channels, data_dir, download) -> Da
         if size is not None:
             img = _resize_one(img, size)
         images.append(img)
-        labels.append(int(ex[label_key]) if label_key in ex else -1)
+        labels.append(int(ex[label_key]) if label_key is not None and label_key in ex else -1)
     if not images:
         raise ValueError(f"tfds dataset {name!r} split {split!r} is empty")
     images = _convert_channels(_stack(images, f"tfds {name}"), channels)

@@ -320,3 +320,28 @@ def explain(
         values=phi, base_values=v0, full_values=v1, std=std, segments=jnp.asarray(seg), images=images,
         output_indexes=out_idx, method=method, masker=masker.describe(), n_evals=int(used),
     )
+
+
+# --------------------------------------------------------------------------- one image, its own key
+
+
+def explain_one_image(image, seg, masker, out_idx, active, tree, model_tree, *, key, model_fn, n_segments, method,
+                      n_evals, batch_size, out_mode, k, ks):
+    """The compiled core of :func:`explain` for ONE image with its own key (traceable, no checks).
+
+    For :mod:`shapjax.pipeline`, which maps it over the images of a batch
+    (``lax.map`` inside ``shard_map``), so that image ``i`` gets the key
+    ``fold_in(key, i)`` and its own coalition design whatever the batch size or
+    device count. The arguments are those of :func:`explain`'s compiled program
+    without the batch axis: ``image [H, W, C]``, ``seg [H, W]``, ``out_idx [K]``
+    (or None), ``active [M]`` bool (None: every segment is used), ``tree`` one
+    partition :class:`Tree` (or None). Returns ``(values [M, K], std [M, K] |
+    None, base [K], full [K], output_indexes [K])``.
+    """
+    one = lambda a: None if a is None else a[None]  # noqa: E731
+    phi, std, v0, v1, idx = _explain_impl(
+        key, image[None], seg[None], masker, one(out_idx), one(active),
+        None if tree is None else Tree(*(a[None] for a in tree)), model_tree, None, model_fn=model_fn,
+        n_segments=n_segments, method=method, n_evals=n_evals, batch_size=batch_size, out_mode=out_mode, k=k, ks=ks,
+        all_active=active is None)
+    return phi[0], None if std is None else std[0], v0[0], v1[0], idx[0]
