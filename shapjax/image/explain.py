@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shapjax._util.autobatch import choose_batch_size
 from shapjax._util.checks import check_images, check_int, check_key, check_output_dtype, is_traced
 from shapjax._util.chunks import under_autodiff
 from shapjax._util.modelfn import join_model, split_model
@@ -197,6 +198,7 @@ def explain(
     n_segments: Optional[int] = None,
     progress: bool = False,
     checks: bool = False,
+    check_result: bool = True,
 ) -> Explanation:
     """Explain an image classifier's outputs with Shapley values of image segments.
 
@@ -234,6 +236,11 @@ def explain(
         through :mod:`jax.experimental.checkify` — wrap your jitted function:
         ``err, out = checkify.checkify(f)(...); err.throw()``. (Concrete inputs are
         always checked before tracing.)
+      check_result: wait for the result and raise if it is not finite (NaN or inf model
+        outputs on masked images, or an inadmissible input found in the program). With
+        False, ``explain`` returns at once (JAX's asynchronous dispatch: successive calls,
+        or calls on several devices, overlap) and :meth:`Explanation.check` does the check
+        when you want it.
       progress: show a progress bar over the evaluated chunks (tqdm; adds a
         host callback per chunk, so leave it off inside your own ``jit``).
 
@@ -277,7 +284,9 @@ def explain(
         batch_size = check_int(batch_size, "batch_size", 1)
     R = masker.n_replacements()
     rows = B * (2**M if method == "exact" else n_evals)
-    bs = batch_size or auto_batch_size(rows, H * W * C * R)
+    # batch_size=None: chosen from the model by a short cached probe for big jobs (shapjax._util.autobatch)
+    bs = batch_size or choose_batch_size(static_fn, model_tree, (H, W, C), rows=rows, n_replacements=R,
+                                         fallback=auto_batch_size(rows, H * W * C * R))
 
     traced_seg = is_traced(seg)
     if traced_seg:
@@ -314,7 +323,7 @@ def explain(
             phi, std, v0, v1, out_idx = jax.block_until_ready(run(jnp.int32(token)))
     else:
         phi, std, v0, v1, out_idx = run(None)
-    if not is_traced(phi) and not bool(jnp.all(jnp.isfinite(phi))):
+    if check_result and not is_traced(phi) and not bool(jnp.all(jnp.isfinite(phi))):
         raise_not_finite("model_fn", v0, v1, method, n_evals)
     return Explanation(
         values=phi, base_values=v0, full_values=v1, std=std, segments=jnp.asarray(seg), images=images,
@@ -339,7 +348,7 @@ def explain_one_image(image, seg, masker, out_idx, active, tree, model_tree, *, 
     None, base [K], full [K], output_indexes [K])``.
     """
     one = lambda a: None if a is None else a[None]  # noqa: E731
-    phi, std, v0, v1, idx = _explain_impl(
+    phi, std, v0, v1, idx = _explain_core(  # the pipeline checks its (concrete) inputs on the host
         key, image[None], seg[None], masker, one(out_idx), one(active),
         None if tree is None else Tree(*(a[None] for a in tree)), model_tree, None, model_fn=model_fn,
         n_segments=n_segments, method=method, n_evals=n_evals, batch_size=batch_size, out_mode=out_mode, k=k, ks=ks,

@@ -37,6 +37,19 @@ class Explanation:
     masker: str = struct.field(pytree_node=False, default="")
     n_evals: int = struct.field(pytree_node=False, default=0)
 
+    def check(self) -> "Explanation":
+        """Raise a ``ValueError`` if any value is NaN or infinite (waits for the values); returns ``self``.
+
+        ``explain`` does this itself unless called with ``check_result=False``.
+        """
+        import numpy as np
+
+        if not np.all(np.isfinite(np.asarray(self.values))):
+            from shapjax.engine.shapley import raise_not_finite
+
+            raise_not_finite("model_fn", self.base_values, self.full_values, self.method, self.n_evals)
+        return self
+
     @property
     def n_segments(self) -> int:
         return self.values.shape[1]
