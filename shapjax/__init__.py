@@ -26,7 +26,8 @@ __version__ = "0.2.0"
 _compat.install()
 
 #: subpackages imported on first use (matplotlib, tfds and flax models are heavy)
-_LAZY = {"kernels", "engine", "image", "baselines", "evaluation", "models", "data", "plot", "cli"}
+_LAZY = {"kernels", "engine", "image", "baselines", "evaluation", "models", "data", "plot", "cli",
+         "counterfactual"}
 
 
 def __getattr__(name):
