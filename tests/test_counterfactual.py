@@ -57,10 +57,10 @@ def test_sparsity_k():
 
 @pytest.mark.parametrize("k", [1, 3, 10])
 def test_lmo_is_a_k_sparse_vertex_of_the_l1_ball(k):
-    """Box inactive: exactly k non-zeros on the top-k |g|, each sign(g) * eps / k, L1 norm eps."""
+    """Exactly k non-zeros on the top-k |g|, each sign(g) * eps / k: L1 norm eps, a vertex of B1 and Binf(eps/k)."""
     g = jax.random.normal(jax.random.key(k), (50,))
     eps = 0.3
-    s = np.asarray(lmo(g, k, eps, -jnp.ones(50), jnp.ones(50)))
+    s = np.asarray(lmo(g, k, eps))
     top = np.argsort(-np.abs(np.asarray(g)))[:k]
     assert np.count_nonzero(s) == k
     np.testing.assert_allclose(s[top], np.sign(np.asarray(g))[top] * eps / k, rtol=1e-6)
@@ -69,25 +69,26 @@ def test_lmo_is_a_k_sparse_vertex_of_the_l1_ball(k):
         assert np.flatnonzero(s).tolist() == [int(np.argmax(np.abs(np.asarray(g))))]
 
 
-def test_lmo_with_box_is_the_exact_lp_optimum():
-    """max <g, s> over ||s||_1 <= eps, ||s||_inf <= eps/k, l <= s <= u, solved by scipy's linprog."""
+def test_lmo_is_the_exact_lp_optimum_over_allowed_coordinates():
+    """max <g, s> over ||s||_1 <= eps, ||s||_inf <= eps/k, s_i = 0 where not allowed: scipy's linprog agrees."""
     from scipy.optimize import linprog
 
     rng = np.random.default_rng(0)
     for trial in range(5):
         d, k, eps = 30, 4, 1.2
         g = rng.normal(size=d)
-        x = rng.choice([0.0, 1.0, 0.1, 0.95, 0.5], size=d)  # many pixels at or near a bound
-        lo, hi = -x, 1.0 - x
-        s = np.asarray(lmo(jnp.asarray(g, jnp.float32), k, eps, jnp.asarray(lo, jnp.float32),
-                               jnp.asarray(hi, jnp.float32)))
-        # s = p - n, p, n >= 0: max g.(p - n) s.t. sum(p + n) <= eps, p <= min(hi, eps/k), n <= min(-lo, eps/k)
-        res = linprog(np.concatenate([-g, g]), A_ub=np.ones((1, 2 * d)), b_ub=[eps],
-                      bounds=[(0, min(h, eps / k)) for h in hi] + [(0, min(-l_, eps / k)) for l_ in lo])
+        allowed = rng.random(d) < 0.6
+        s = np.asarray(lmo(jnp.asarray(g, jnp.float32), k, eps, jnp.asarray(allowed)))
+        # s = p - n with 0 <= p, n <= eps/k (0 where not allowed), sum(p + n) <= eps
+        bounds = [(0, eps / k if a_ else 0) for a_ in allowed] * 2
+        res = linprog(np.concatenate([-g, g]), A_ub=np.ones((1, 2 * d)), b_ub=[eps], bounds=bounds)
         assert res.status == 0
         assert abs(g @ s - (-res.fun)) < 1e-5, trial
-        assert np.all(s >= lo - 1e-7) and np.all(s <= hi + 1e-7)
-        assert np.abs(s).sum() <= eps + 1e-6 and np.abs(s).max() <= eps / k + 1e-7
+        assert np.count_nonzero(s) == k and np.all(s[~allowed] == 0)
+        assert abs(np.abs(s).sum() - eps) < 1e-5
+    # fewer useful coordinates than k: only those are set
+    s = np.asarray(lmo(jnp.array([0.0, 2.0, 0.0, -1.0]), 3, 1.0))
+    np.testing.assert_allclose(s, [0, 1 / 3, 0, -1 / 3], rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- projections
@@ -162,61 +163,77 @@ def test_project_l2_box_is_exact():
 # ----------------------------------------------------------------------------- the searches
 
 
-def _analytic_l1_box(w_diff, x, eps, k=1):
-    """argmin_{delta} w_diff . delta over ||delta||_1 <= eps, ||delta||_inf <= eps/k, 0 <= x + delta <= 1:
-    greedy on the largest |w_diff| coordinates, each filled towards -sign(w_diff) up to its bound."""
-    d = np.zeros_like(x)
-    budget = eps
+def _greedy_l1_box(w_diff, x, eps):
+    """argmin w_diff . delta over ||delta||_1 <= eps, 0 <= x + delta <= 1 (the feasible counterfactuals):
+    the budget fills the largest |w_i| first, each towards -sign(w_i) up to its bound. Without an active box:
+    the vertex -sign(w_i*) eps e_i* of the L1 ball on the largest |w_i|."""
+    d, budget = np.zeros_like(x), eps
     for i in np.argsort(-np.abs(w_diff), kind="stable"):
-        if budget <= 0 or w_diff[i] == 0:
+        cap = min(x[i] if w_diff[i] > 0 else 1 - x[i], budget)
+        d[i] = -np.sign(w_diff[i]) * cap
+        budget -= cap
+        if budget <= 1e-12:
             break
-        cap = min(x[i] if w_diff[i] > 0 else 1 - x[i], eps / k)
-        d[i] = -np.sign(w_diff[i]) * min(cap, budget)
-        budget -= abs(d[i])
     return d
 
 
-def _linear_problem():
+def _linear_problem(box_at_top: bool):
     rng = np.random.default_rng(4)
     w = rng.normal(size=(D, 2)) * 0.3
-    x = rng.uniform(0.2, 0.8, size=D)
+    x = np.full(D, 0.5)
     w_diff = w[:, 0] - w[:, 1]  # targeted to class 1: minimise the logit difference z_0 - z_1
-    order = np.argsort(-np.abs(w_diff))
-    x[order[0]] = 0.95 if w_diff[order[0]] < 0 else 0.05  # the best coordinate can only move 0.05: the box binds
-    b = jnp.asarray([0.01 - float(x @ w_diff), 0.0])  # z_0 - z_1 = 0.01 + w_diff . delta: class 0 wins at the start
+    if box_at_top:  # the best coordinate can only move 0.05: the box decides
+        top = np.argmax(np.abs(w_diff))
+        x[top] = 0.95 if w_diff[top] < 0 else 0.05
+    b = jnp.asarray([0.01 - float(x @ w_diff), 0.0])  # z_0 - z_1 = 0.01 + w_diff . delta: class 0 wins at first
     return w, w_diff, x, b
 
 
 def test_fw_reaches_the_analytic_optimum_on_a_linear_model():
-    """For a linear logit difference the L1-ball (x box) optimum is a greedy vertex; FW-L1-q with q=1 (k=1)
-    hits it at the first step (gamma_0 = 1) and stays; with k=4 it reaches the k-sparse optimum."""
-    w, w_diff, x, b = _linear_problem()
+    """A linear logit difference over the L1 ball is minimised at the vertex -sign(w_i) eps e_i of the largest
+    |w_i|. FW-L1-q with q = 1 (k = 1) lands on it at the first step (gamma_0 = 1) and stays; with k = 4 it
+    lands on the best point of B1 and Binf(eps/4), the top-4 coordinates at eps/4."""
+    w, w_diff, x, b = _linear_problem(False)
     model = _linear(jnp.asarray(w, jnp.float32), b)
     img = jnp.asarray(x, jnp.float32).reshape(1, H, W, 1)
     eps = 0.25
     for q, k in ((1.0, 1), (1 - 4.5 / D, 4)):
         cf = cfl.fw_l1q(model, img, key=jax.random.key(0), target=1, eps=eps, q=q, dq=0.0, steps=8)
-        want = _analytic_l1_box(w_diff, x, eps, k)
-        np.testing.assert_allclose(np.asarray(cf.delta).reshape(-1), want, atol=1e-5)
-        assert int(cf.l0[0]) == np.count_nonzero(want) == (2 if k == 1 else 5)  # the box spills the budget over
-        assert bool(cf.success[0])
-    # the linear program optimum is also where CE is lowest: no feasible point does better
-    lp = float(w_diff @ _analytic_l1_box(w_diff, x, eps, 1))
-    rng = np.random.default_rng(0)
-    for _ in range(200):
-        z = rng.normal(size=D) * (rng.random(D) < 0.2)
-        z = np.clip(z * eps / max(np.abs(z).sum(), 1e-9), -x, 1 - x)
-        assert w_diff @ z >= lp - 1e-6
+        top = np.argsort(-np.abs(w_diff), kind="stable")[:k]
+        want = np.zeros(D)
+        want[top] = -np.sign(w_diff[top]) * eps / k
+        np.testing.assert_allclose(np.asarray(cf.delta).reshape(-1), want, atol=1e-6)
+        assert int(cf.l0[0]) == k and bool(cf.success[0])
+        np.testing.assert_allclose(np.asarray(cf.trace.l1[0, 1:]), eps, rtol=1e-5)  # on the L1 sphere from step 1
+    one = np.zeros(D)
+    one[np.argmax(np.abs(w_diff))] = -np.sign(w_diff[np.argmax(np.abs(w_diff))]) * eps
+    np.testing.assert_allclose(_greedy_l1_box(w_diff, x, eps), one)  # the k = 1 answer is the L1-ball optimum
+
+
+def test_fw_with_the_box_active_approaches_the_optimum():
+    """The best coordinate can move only 0.05: the optimum spills the budget to the next ones (greedy);
+    FW-L1-q (q = 1) gets within 2% of it, with the perturbation in the ball and the box."""
+    w, w_diff, x, b = _linear_problem(True)
+    model = _linear(jnp.asarray(w, jnp.float32), b)
+    eps = 0.6
+    cf = cfl.fw_l1q(model, jnp.asarray(x, jnp.float32).reshape(1, H, W, 1), key=jax.random.key(0), target=1,
+                    eps=eps, q=1.0, dq=0.0, steps=60)
+    d = np.asarray(cf.delta).reshape(-1)
+    best = float(w_diff @ _greedy_l1_box(w_diff, x, eps))
+    assert float(w_diff @ d) <= 0.98 * best  # best < 0
+    assert np.abs(d).sum() <= eps + 1e-5 and np.all(x + d >= -1e-6) and np.all(x + d <= 1 + 1e-6)
+    top = int(np.argmax(np.abs(w_diff)))
+    assert abs(abs(d[top]) - 0.05) < 1e-6  # the best pixel is driven to its bound
 
 
 def test_pgd_l1_approaches_the_same_optimum():
-    w, w_diff, x, b = _linear_problem()
+    w, w_diff, x, b = _linear_problem(True)
     model = _linear(jnp.asarray(w, jnp.float32), b)
     cf = cfl.pgd_l1(model, jnp.asarray(x, jnp.float32).reshape(1, H, W, 1), target=1, eps=0.6, steps=200,
                     step_size=0.05)
-    lp = float(w_diff @ _analytic_l1_box(w_diff, x, 0.6, 1))
-    got = float(w_diff @ np.asarray(cf.delta).reshape(-1))
-    assert got <= 0.97 * lp  # lp < 0: within 3% of the optimum
+    best = float(w_diff @ _greedy_l1_box(w_diff, x, 0.6))
+    assert float(w_diff @ np.asarray(cf.delta).reshape(-1)) <= 0.97 * best
+    assert np.abs(np.asarray(cf.delta)).sum() <= 0.6 + 1e-5
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,8 @@ class Counterfactual:
     """Result of :func:`fw_l1q`, :func:`pgd_l1` or :func:`pgd_l2` (a pytree; slice it with ``tree_map``).
 
     Attributes:
-      delta: ``[B, H, W, C]`` the perturbation; ``images + delta`` lies in [0, 1].
+      delta: ``[B, H, W, C]`` the perturbation of the image (for FW-L1-q the clipped iterate
+        minus the image); ``images + delta`` lies in [0, 1] and ``delta`` in the method's ball.
       counterfactual: ``[B, H, W, C]`` the perturbed images ``images + delta``.
       target: ``[B]`` int, the class pushed towards (targeted) or away from (untargeted).
       probs_before: ``[B, K]`` class probabilities of the original images.
@@ -194,14 +195,19 @@ def _success(logits, cls, targeted: bool):
     return pred == cls if targeted else pred != cls
 
 
-def _update(method, delta, g, t, keys, hyper, lower, upper):
-    """One step on flattened ``[n, d]`` iterates; ``g`` is the gradient of the minimised objective."""
+def _update(method, delta, g, t, keys, hyper, flat, lower, upper):
+    """One step on flattened ``[n, d]`` iterates; ``g`` is the gradient of the minimised objective with
+    respect to the image ``clip(x + delta)``."""
     d = delta.shape[1]
     if method == "fw_l1q":
         u = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, t), (), minval=-1.0, maxval=1.0))(keys)
         q = jnp.clip(hyper["q"] + hyper["dq"] * u, 0.0, 1.0)
         k = sparsity_k(q, d)
-        s = jax.vmap(lmo_l1q, in_axes=(0, 0, None, 0, 0))(-g, k, hyper["eps"], lower, upper)
+        v, desc = flat + delta, -g
+        # the one-sided derivative of L(clip(x + delta)): inside the box it is g; a pixel exactly at a bound
+        # can only move inwards; one pushed past a bound by earlier steps is flat (it stays saturated)
+        allowed = ((v > 0) & (v < 1)) | ((v == 0) & (desc > 0)) | ((v == 1) & (desc < 0))
+        s = jax.vmap(lmo_l1q, in_axes=(0, 0, None, 0))(desc, k, hyper["eps"], allowed)
         gamma = hyper["c"] / (hyper["c"] + t.astype(delta.dtype))
         return delta + gamma * (s - delta)
     gn = g / jnp.maximum(jnp.linalg.norm(g, axis=1, keepdims=True), 1e-12)
@@ -227,40 +233,42 @@ def run(fs, fd, images, classes, key, hyper, *, method, steps, targeted, mode, l
         logits0 = model(x)
         cls = _resolve(mode, cls_in, logits0)
 
-        def value(delta):
-            logits = model((flat + delta).reshape(x.shape))
+        def value(z):
+            logits = model(z.reshape(x.shape))
             per = _objective(logits, cls, targeted, loss)
             return jnp.sum(per), (per, logits)
 
         vg = jax.value_and_grad(value, has_aux=True)
 
-        def diag(delta, per, logits):
-            a = jnp.abs(delta)
+        def diag(eff, per, logits):
+            a = jnp.abs(eff)
             return (per, jax.nn.softmax(logits, -1), jnp.sum(a > hyper["l0_tol"], -1).astype(jnp.int32),
-                    jnp.sum(a, -1), jnp.sqrt(jnp.sum(delta * delta, -1)), _success(logits, cls, targeted))
+                    jnp.sum(a, -1), jnp.sqrt(jnp.sum(eff * eff, -1)), _success(logits, cls, targeted))
 
         def body(carry, t):
             delta, done, first = carry
-            (_, (per, logits)), g = vg(delta)
-            row = diag(delta, per, logits)
+            z = jnp.clip(flat + delta, 0.0, 1.0)  # FW: the iterate lives in the L1 ball, the image is clipped
+            (_, (per, logits)), g = vg(z)
+            row = diag(z - flat, per, logits)
             ok = row[-1]
             first = jnp.where((first < 0) & ok, t, first)
             done = done | (ok & (hyper["stop"] > 0))
-            new = _update(method, delta, g, t, keys, hyper, lower, upper)
+            new = _update(method, delta, g, t, keys, hyper, flat, lower, upper)
             delta = jnp.where(done[:, None], delta, new)
             return (delta, done, first), row
 
         init = (jnp.zeros_like(flat), jnp.zeros((n,), bool), jnp.full((n,), -1, jnp.int32))
         (delta, _, first), rows = jax.lax.scan(body, init, jnp.arange(steps))
-        per, logits = value(delta)[1]
-        last = diag(delta, per, logits)
+        z = jnp.clip(flat + delta, 0.0, 1.0)
+        per, logits = value(z)[1]
+        last = diag(z - flat, per, logits)
         first = jnp.where((first < 0) & last[-1], steps, first)
         hist = [jnp.moveaxis(jnp.concatenate([r, l[None]], 0), 0, 1) for r, l in zip(rows, last)]
-        return delta.reshape(x.shape), cls, jax.nn.softmax(logits0, -1), first, hist
+        return z.reshape(x.shape), cls, jax.nn.softmax(logits0, -1), first, hist
 
-    delta, cls, p0, first, hist = _map_chunks(chunk, (images, classes, jnp.arange(B)), bs)
+    cfx, cls, p0, first, hist = _map_chunks(chunk, (images, classes, jnp.arange(B)), bs)
     trace = Trace(*hist)
-    return Counterfactual(delta=delta, counterfactual=images + delta, target=cls, probs_before=p0,
+    return Counterfactual(delta=cfx - images, counterfactual=cfx, target=cls, probs_before=p0,
                           probs=trace.probs[:, -1], success=trace.success[:, -1], first_success=first,
                           trace=trace, method=method, targeted=targeted)
 

@@ -12,11 +12,9 @@ so that :math:`x + \delta` stays a valid image. :math:`C` is convex and holds
 :math:`\delta = 0`.
 
 * :func:`lmo_l1q` -- the linear maximisation oracle of FW-L1-q (Roberts &
-  Tsiligkaridis 2021) restricted to the box: the top-:math:`k` coordinates of
-  :math:`|g|` set to :math:`\mathrm{sign}(g)\,\epsilon/k`. Without the box it is
-  the exact oracle of the polytope :math:`B_1(\epsilon) \cap
-  B_\infty(\epsilon/k)`; with it, of :math:`B_1(\epsilon) \cap
-  B_\infty(\epsilon/k) \cap [\ell, u]` (a fractional knapsack, solved greedily).
+  Tsiligkaridis 2021): the top-:math:`k` coordinates of :math:`|g|` set to
+  :math:`\mathrm{sign}(g)\,\epsilon/k`, optionally among allowed coordinates
+  only (:func:`fw_l1q` skips pixels that sit at the bound they are pushed to).
 * :func:`project_l1_box` -- the exact Euclidean projection onto
   :math:`B_1(\epsilon) \cap [\ell, u]`, sort-based (Duchi et al. 2008,
   generalised to a box).
@@ -45,35 +43,30 @@ def sparsity_k(q, d: int):
     return jnp.clip(jnp.floor((1.0 - q) * d + 1e-4), 1, d).astype(jnp.int32)
 
 
-def lmo_l1q(g, k, eps, lower, upper):
-    r"""FW-L1-q linear oracle over the box: the best :math:`s` with at most :math:`\epsilon/k` per coordinate.
-
-    Solves
+def lmo_l1q(g, k, eps, allowed=None):
+    r"""The FW-L1-q linear oracle: the top-:math:`k` coordinates of :math:`|g|`, signed, of size :math:`\epsilon/k`.
 
     .. math::
 
-        s^\star = \arg\max_{s} \langle g, s \rangle \quad \text{s.t.}\quad
-        \|s\|_1 \le \epsilon,\ \|s\|_\infty \le \epsilon / k,\ \ell \le s \le u,
+        s^\star = \frac{\epsilon}{k} \sum_{i \in \mathrm{top}_k(|g|)} \mathrm{sign}(g_i)\, e_i
+        = \arg\max_{s \in B_1(\epsilon) \cap B_\infty(\epsilon / k)} \langle g, s \rangle,
 
-    a fractional knapsack: coordinates sorted by :math:`|g_i|` (descending) are
-    filled in the direction :math:`\mathrm{sign}(g_i)` up to their capacity
-    :math:`\min(\epsilon/k,\ u_i \text{ or } -\ell_i)` until :math:`\epsilon` is
-    spent. Where the box is not active this is the oracle of the paper: the top
-    :math:`k = \lfloor (1 - q) d \rfloor` coordinates of :math:`|g|`, set to
-    :math:`\mathrm{sign}(g)`, normalised to unit L1 norm and scaled by
-    :math:`\epsilon` -- a vertex of :math:`B_1(\epsilon) \cap
-    B_\infty(\epsilon / k)` with exactly :math:`k` non-zeros (for :math:`k=1`, a
-    vertex :math:`\pm\epsilon e_i` of the L1 ball). Where a pixel is already at
-    the bound the gradient pushes it to, that coordinate is infeasible and the
-    budget goes to the next one, so every oracle point, hence every Frank-Wolfe
-    iterate (a convex combination of them and 0), keeps :math:`x + \delta` in
-    :math:`[0, 1]`.
+    i.e. :math:`\mathrm{sign}(g)` on the top :math:`k = \lfloor (1 - q) d \rfloor`
+    coordinates, normalised to unit L1 norm and scaled by :math:`\epsilon`
+    (Roberts & Tsiligkaridis 2021). It is a vertex of the polytope
+    :math:`B_1(\epsilon) \cap B_\infty(\epsilon/k)` on the L1 sphere, with exactly
+    :math:`k` non-zeros (for :math:`k = 1` a vertex :math:`\pm\epsilon e_i` of the
+    L1 ball itself). ``allowed`` restricts the choice to some coordinates (the
+    others count as :math:`g_i = 0`): :func:`fw_l1q` passes the pixels that can
+    still move in the direction of :math:`g_i`, so no step is spent on a pixel
+    already at the bound it is pushed to. Coordinates with :math:`g_i = 0` are
+    never chosen, so fewer than :math:`k` are set when fewer are useful.
 
     Args:
       g: ``[d]`` gradient of the objective being *maximised*.
       k: int (may be traced), ``1 <= k <= d``.
       eps: L1 radius (may be traced).
-      lower, upper: ``[d]`` box of the perturbation, ``lower <= 0 <= upper``.
+      allowed: ``[d]`` bool, or None (every coordinate).
 
     Returns:
       ``[d]`` the oracle point :math:`s^\star`.
@@ -88,21 +81,20 @@ def lmo_l1q(g, k, eps, lower, upper):
     Example:
       >>> import jax.numpy as jnp
       >>> g = jnp.array([0.1, -3.0, 2.0, 0.5])
-      >>> lmo_l1q(g, 2, 1.0, -jnp.ones(4), jnp.ones(4)).tolist()
+      >>> lmo_l1q(g, 2, 1.0).tolist()
       [0.0, -0.5, 0.5, 0.0]
+      >>> lmo_l1q(g, 2, 1.0, jnp.array([True, True, False, True])).tolist()  # coordinate 2 is blocked
+      [0.0, -0.5, 0.0, 0.5]
     """
     g = jnp.asarray(g)
     eps = jnp.asarray(eps, g.dtype)
-    cap = jnp.where(g > 0, upper, jnp.where(g < 0, -lower, 0.0))
-    cap = jnp.clip(cap, 0.0, eps / jnp.asarray(k, g.dtype))
-    order = jnp.argsort(-jnp.abs(g))  # stable: ties keep the lower index first
-    cap_s = cap[order]
-    before = jnp.cumsum(cap_s) - cap_s
-    amount_s = jnp.clip(eps - before, 0.0, cap_s)
-    # float rounding of the cumulative sum can leave ~1e-7 * eps on the (k+1)-th coordinate: drop it
-    amount_s = jnp.where(amount_s > 1e-5 * eps / jnp.asarray(k, g.dtype), amount_s, 0.0)
-    amount = jnp.zeros_like(g).at[order].set(amount_s)
-    return jnp.sign(g) * amount
+    if allowed is not None:
+        g = jnp.where(allowed, g, 0.0)
+    a = jnp.abs(g)
+    order = jnp.argsort(-a)  # stable: ties keep the lower index first
+    rank = jnp.zeros(g.shape, jnp.int32).at[order].set(jnp.arange(g.shape[0], dtype=jnp.int32))
+    keep = (rank < jnp.asarray(k, jnp.int32)) & (a > 0)
+    return jnp.where(keep, jnp.sign(g) * (eps / jnp.asarray(k, g.dtype)), 0.0) + 0.0
 
 
 def _sum_relu(x_sorted, prefix, theta):
