@@ -221,7 +221,6 @@ def run(fs, fd, images, classes, key, hyper, *, method, steps, targeted, mode, l
     """The compiled search: ``images [B, H, W, C]`` -> :class:`Counterfactual` (chunks of ``bs`` images)."""
     model = _join_fn(fs, fd)
     B = images.shape[0]
-    shape = images.shape[1:]
     base_key = jax.random.key(0) if key is None else key
 
     def chunk(inp):

@@ -30,7 +30,9 @@ __all__ = ["lmo_l1q", "project_l1_box", "project_l2_box", "sparsity_k"]
 
 
 def sparsity_k(q, d: int):
-    r"""Coordinates kept by the FW-L1-q oracle for sparsity ``q``: :math:`k = \mathrm{clip}(\lfloor (1-q)\,d \rfloor, 1, d)`.
+    r"""Coordinates kept by the FW-L1-q oracle for sparsity ``q``.
+
+    :math:`k = \mathrm{clip}(\lfloor (1-q)\,d \rfloor, 1, d)`.
 
     ``q`` may be traced (an array of any shape); returns int32 of the same shape.
     ``q = 1`` keeps one coordinate (the classic L1 Frank-Wolfe vertex).
