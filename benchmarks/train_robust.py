@@ -12,7 +12,7 @@ adversarial examples (Madry et al. 2018, :class:`shapjax.models.PGDConfig`):
   images 0-7,999 train, 8,000-9,999 held out (the split of ``mnist-cnn``);
   L2 PGD, eps 1.5, 5 steps of 2.5 eps / 5, 12 epochs, random shifts of 2 px.
 - ``planted-patch-robust``: the planted-patch train/held-out sets of
-  ``planted-patch``; L2 PGD, eps 2.0, 5 steps, 2 epochs at learning rate 1e-3,
+  ``planted-patch``; L2 PGD, eps 2.0, 5 steps, 5 epochs at learning rate 1e-3,
   *fine-tuned from the shipped ``planted-patch`` weights*: trained from
   scratch on PGD examples the loss stayed at chance (ln 4) through the first
   60 steps, and the 2-core machine could not afford the epochs it would need.
@@ -49,7 +49,7 @@ PLANTED_KW = dict(size=32, n_classes=4, patch_size=8, channels=3)
 #: per robust model: its standard sibling, the training attack, epochs, augmentation
 CONFIGS = {
     "mnist-cnn-robust": dict(standard="mnist-cnn", eps=1.5, pgd_steps=5, epochs=12, shift=2),
-    "planted-patch-robust": dict(standard="planted-patch", eps=2.0, pgd_steps=5, epochs=2, shift=0, lr=1e-3,
+    "planted-patch-robust": dict(standard="planted-patch", eps=2.0, pgd_steps=5, epochs=5, shift=0, lr=1e-3,
                                  init="planted-patch"),
 }
 EVAL_STEPS = 20
