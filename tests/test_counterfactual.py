@@ -78,7 +78,7 @@ def test_lmo_is_the_exact_lp_optimum_over_allowed_coordinates():
         d, k, eps = 30, 4, 1.2
         g = rng.normal(size=d)
         allowed = rng.random(d) < 0.6
-        s = np.asarray(lmo(jnp.asarray(g, jnp.float32), k, eps, jnp.asarray(allowed)))
+        s = np.asarray(lmo(jnp.asarray(g, jnp.float32), k, eps, allowed=jnp.asarray(allowed)))
         # s = p - n with 0 <= p, n <= eps/k (0 where not allowed), sum(p + n) <= eps
         bounds = [(0, eps / k if a_ else 0) for a_ in allowed] * 2
         res = linprog(np.concatenate([-g, g]), A_ub=np.ones((1, 2 * d)), b_ub=[eps], bounds=bounds)

@@ -207,7 +207,7 @@ def _update(method, delta, g, t, keys, hyper, flat, lower, upper):
         # the one-sided derivative of L(clip(x + delta)): inside the box it is g; a pixel exactly at a bound
         # can only move inwards; one pushed past a bound by earlier steps is flat (it stays saturated)
         allowed = ((v > 0) & (v < 1)) | ((v == 0) & (desc > 0)) | ((v == 1) & (desc < 0))
-        s = jax.vmap(lmo_l1q, in_axes=(0, 0, None, 0))(desc, k, hyper["eps"], allowed)
+        s = jax.vmap(lambda g_, k_, a_: lmo_l1q(g_, k_, hyper["eps"], allowed=a_))(desc, k, allowed)
         gamma = hyper["c"] / (hyper["c"] + t.astype(delta.dtype))
         return delta + gamma * (s - delta)
     gn = g / jnp.maximum(jnp.linalg.norm(g, axis=1, keepdims=True), 1e-12)

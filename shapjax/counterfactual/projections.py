@@ -45,7 +45,7 @@ def sparsity_k(q, d: int):
     return jnp.clip(jnp.floor((1.0 - q) * d + 1e-4), 1, d).astype(jnp.int32)
 
 
-def lmo_l1q(g, k, eps, allowed=None):
+def lmo_l1q(g, k, eps, *, allowed=None):
     r"""The FW-L1-q linear oracle: the top-:math:`k` coordinates of :math:`|g|`, signed, of size :math:`\epsilon/k`.
 
     .. math::
@@ -85,7 +85,7 @@ def lmo_l1q(g, k, eps, allowed=None):
       >>> g = jnp.array([0.1, -3.0, 2.0, 0.5])
       >>> lmo_l1q(g, 2, 1.0).tolist()
       [0.0, -0.5, 0.5, 0.0]
-      >>> lmo_l1q(g, 2, 1.0, jnp.array([True, True, False, True])).tolist()  # coordinate 2 is blocked
+      >>> lmo_l1q(g, 2, 1.0, allowed=jnp.array([True, True, False, True])).tolist()  # 2 is blocked
       [0.0, -0.5, 0.0, 0.5]
     """
     g = jnp.asarray(g)
