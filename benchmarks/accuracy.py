@@ -114,7 +114,7 @@ def prec_at_k(est: np.ndarray, exact: np.ndarray, k: int = 5) -> float:
 
 def _grid_tree(rows: int, cols: int, M: int):
     from shapjax.engine.estimators.partition import Tree
-    from shapjax.image.segment import partition_tree
+    from shapjax.image.hierarchy import partition_tree
 
     t = partition_tree(np.arange(M).reshape(rows, cols))  # one pixel per grid cell: same spatial hierarchy
     return Tree(t.left, t.right, t.members)

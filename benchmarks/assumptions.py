@@ -95,7 +95,7 @@ def reference_images(model: str, n: int, key) -> tuple[np.ndarray, str]:
         z = np.load(ROOT / "tests" / "data" / "mnist_heldout.npz")
         x = z["images"].astype(np.float32) / 255.0
         return x[:n], f"{min(n, len(x))} held-out MNIST digits (tests/data/mnist_heldout.npz)"
-    ds = data.planted_patch(key, n)
+    ds = data.planted_patch(n, key=key)
     return ds.images, f"{n} freshly generated planted-patch images (the training distribution)"
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -275,67 +274,8 @@ def compile_explain(model_fn, images, **explain_kwargs) -> dict[str, Any]:
 # --------------------------------------------------------------------------- host-callable model
 
 
-class HostModel:
-    """Our jitted JAX forward pass, callable on NumPy NHWC or torch NCHW batches.
-
-    Every peer library gets exactly this callable, so all pay the same model
-    cost. A call of ``n`` images is split into chunks of ``batch_size`` and
-    the remainder into power-of-two pieces (its binary expansion), so at most
-    ``log2(batch_size) + 1`` shapes are ever compiled and nothing is padded;
-    :meth:`warmup` compiles them all before any timing.
-
-    Args:
-      apply: ``(params, images [n, H, W, C]) -> logits [n, K]``.
-      params: the model variables.
-      input_shape: ``(H, W, C)``.
-      batch_size: largest chunk (a power of two).
-    """
-
-    def __init__(self, apply, params, input_shape, *, batch_size: int = 256):
-        if batch_size & (batch_size - 1):
-            raise ValueError(f"batch_size must be a power of two; got {batch_size}")
-        self._fwd = jax.jit(apply)
-        self.params = params
-        self.input_shape = tuple(input_shape)
-        self.batch_size = int(batch_size)
-        self.n_images = 0  # images evaluated since the last reset (model evaluations)
-
-    def _pieces(self, n: int):
-        i = 0
-        while n - i >= self.batch_size:
-            yield i, self.batch_size
-            i += self.batch_size
-        rest = n - i
-        p = self.batch_size >> 1
-        while rest:
-            if rest >= p:
-                yield i, p
-                i += p
-                rest -= p
-            p >>= 1
-
-    def warmup(self):
-        s = self.batch_size
-        while s >= 1:
-            jax.block_until_ready(self._fwd(self.params, jnp.zeros((s,) + self.input_shape, jnp.float32)))
-            s >>= 1
-        self.n_images = 0
-
-    def numpy(self, images) -> np.ndarray:
-        """``[n, H, W, C]`` (any float array) -> logits ``[n, K]`` float32 NumPy."""
-        x = np.asarray(images, np.float32).reshape((-1,) + self.input_shape)
-        outs = [np.asarray(self._fwd(self.params, x[i:i + s])) for i, s in self._pieces(x.shape[0])]
-        self.n_images += x.shape[0]
-        if not outs:
-            return np.zeros((0, 0), np.float32)
-        return np.concatenate(outs)
-
-    def torch(self, images):
-        """torch ``[n, C, H, W]`` -> torch logits ``[n, K]`` (float32)."""
-        import torch
-
-        x = images.detach().cpu().numpy().transpose(0, 2, 3, 1)
-        return torch.from_numpy(self.numpy(x))
+# HostModel and compose_numpy live in the library (shapjax.evaluation.peers), shared with `shapjax compare`.
+from shapjax.evaluation.peers import HostModel, compose_numpy  # noqa: E402,F401
 
 
 def forward_rate(apply, params, input_shape, batch_size: int, *, n_batches: int = 1, seed: int = 0) -> float:
@@ -347,14 +287,3 @@ def forward_rate(apply, params, input_shape, batch_size: int, *, n_batches: int 
         out = fwd(params, x)
     jax.block_until_ready(out)
     return n_batches * batch_size / (time.perf_counter() - t0)
-
-
-def compose_numpy(image: np.ndarray, segments: np.ndarray, coalitions: np.ndarray, fill: float = 0.0) -> np.ndarray:
-    """Images ``[n, H, W, C]`` with the segments absent from each coalition ``[n, M]`` set to ``fill``.
-
-    What a user of shap's Kernel/Permutation explainers writes to play the
-    segment game on an image (vectorised NumPy).
-    """
-    z = np.asarray(coalitions).astype(bool)
-    mask = z[:, segments]  # [n, H, W]
-    return np.where(mask[..., None], image[None], np.float32(fill)).astype(np.float32)

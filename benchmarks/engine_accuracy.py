@@ -41,7 +41,7 @@ def games(M: int):
     rng = np.random.default_rng(0)
     w = rng.integers(1, 9, size=M).astype(np.float32)
     return {
-        "random_network": random_network_game(jax.random.key(0), M, n_outputs=1, hidden=32),
+        "random_network": random_network_game(M, key=jax.random.key(0), n_outputs=1, hidden=32),
         "weighted_voting": weighted_voting_game(w, float(w.sum()) / 2),
     }
 

@@ -2,7 +2,7 @@
 
 Every library explains the same scalar output (the logit of the class the
 model predicts on the unmasked image) of the same classifier, through one
-host callable (:class:`benchmarks.common.HostModel`: our jitted JAX forward,
+host callable (:class:`shapjax.evaluation.peers.HostModel`: our jitted JAX forward,
 fed NumPy NHWC or torch NCHW, compiled for every chunk shape beforehand), so
 all of them pay the same model cost per image. Absent segments become 0 (a
 constant masker) everywhere; the players are the same grid segments, except
@@ -43,7 +43,6 @@ from benchmarks.common import (
     HostModel,
     backend,
     compile_explain,
-    compose_numpy,
     log,
     median,
     timed,
@@ -88,89 +87,30 @@ def _import_error(lib: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- peer runners
-# Each: (host, image [H,W,C] float32, seg [H,W] int, M, target, budget, seed) -> values [M] (or None)
+# The runners are the library's (shapjax.evaluation.peers, also behind `shapjax compare`), with a constant 0
+# baseline. Each: (host, image [H,W,C] float32, seg [H,W] int, M, target, budget, seed) -> values [M].
 
 
-def _shap_kernel(host, img, seg, M, t, budget, seed):
-    import shap
+def _runner(name):
+    from shapjax.evaluation.peers import PEERS
 
-    f = lambda Z: host.numpy(compose_numpy(img, seg, Z))[:, t]  # noqa: E731
-    np.random.seed(seed)
-    ex = shap.KernelExplainer(f, np.zeros((1, M)))
-    v = ex.shap_values(np.ones((1, M)), nsamples=budget - 2, l1_reg=False, silent=True)
-    return np.asarray(v, np.float64).reshape(-1)[:M]
-
-
-def _shap_permutation(host, img, seg, M, t, budget, seed):
-    import shap
-
-    f = lambda Z: host.numpy(compose_numpy(img, seg, Z))[:, t]  # noqa: E731
-    ex = shap.PermutationExplainer(f, shap.maskers.Independent(np.zeros((1, M)), max_samples=1), seed=seed)
-    e = ex(np.ones((1, M)), max_evals=budget, batch_size=host.batch_size, silent=True)
-    return np.asarray(e.values, np.float64).reshape(-1)[:M]
-
-
-def _shap_partition(host, img, seg, M, t, budget, seed):
-    import shap
-
-    np.random.seed(seed)
-    f = lambda X: host.numpy(X)[:, t]  # noqa: E731
-    ex = shap.PartitionExplainer(f, shap.maskers.Image(0.0, img.shape))
-    e = ex(img[None], max_evals=budget, batch_size=host.batch_size, silent=True)
-    pix = np.asarray(e.values, np.float64).reshape(img.shape).sum(-1)  # pixel values -> per segment sums
-    return np.bincount(seg.reshape(-1), weights=pix.reshape(-1), minlength=M)
-
-
-def _lime(host, img, seg, M, t, budget, seed):
-    from lime import lime_image
-
-    ex = lime_image.LimeImageExplainer(random_state=seed)
-    res = ex.explain_instance(img.astype(np.float64), host.numpy, labels=(t,), top_labels=None, hide_color=0.0,
-                              num_samples=budget, batch_size=host.batch_size, segmentation_fn=lambda _: seg,
-                              random_seed=seed)
-    out = np.zeros(M)
-    for j, w in res.local_exp[t]:
-        out[j] = w
-    return out
-
-
-def _captum_inputs(img, seg):
-    import torch
-
-    x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)[None]))
-    fm = torch.from_numpy(np.ascontiguousarray(seg[None, None]).astype(np.int64))
-    return x, fm
-
-
-def _captum(kind):
     def run(host, img, seg, M, t, budget, seed):
-        import torch
-        from captum import attr
-
-        torch.manual_seed(seed)
-        x, fm = _captum_inputs(img, seg)
-        common = dict(baselines=0.0, target=int(t), feature_mask=fm, perturbations_per_eval=host.batch_size)
-        if kind == "KernelShap":
-            a = attr.KernelShap(host.torch).attribute(x, n_samples=budget - 2, return_input_shape=False, **common)
-        elif kind == "Lime":
-            a = attr.Lime(host.torch).attribute(x, n_samples=budget, return_input_shape=False, **common)
-        else:  # ShapleyValueSampling: one ordering costs M evaluations
-            a = attr.ShapleyValueSampling(host.torch).attribute(x, n_samples=max(1, (budget - 2) // M), **common)
-            a = a[0, 0].reshape(-1).numpy()
-            return np.array([a[(seg.reshape(-1) == j)][0] for j in range(M)], np.float64)
-        return a.detach().numpy().astype(np.float64).reshape(-1)[:M]
+        out = PEERS[name].run(host, img, seg, M, t, budget, seed, np.zeros_like(img))
+        if out.values is not None:
+            return out.values
+        return np.bincount(seg.reshape(-1), weights=out.heatmap.reshape(-1), minlength=M)  # pixels -> segment sums
 
     return run
 
 
 RUNNERS: dict[tuple[str, str], Callable] = {
-    ("shap", "KernelExplainer"): _shap_kernel,
-    ("shap", "PermutationExplainer"): _shap_permutation,
-    ("shap", "PartitionExplainer"): _shap_partition,
-    ("lime", "LimeImageExplainer"): _lime,
-    ("captum", "KernelShap"): _captum("KernelShap"),
-    ("captum", "ShapleyValueSampling"): _captum("ShapleyValueSampling"),
-    ("captum", "Lime"): _captum("Lime"),
+    ("shap", "KernelExplainer"): _runner("shap:kernel"),
+    ("shap", "PermutationExplainer"): _runner("shap:permutation"),
+    ("shap", "PartitionExplainer"): _runner("shap:partition"),
+    ("lime", "LimeImageExplainer"): _runner("lime:image"),
+    ("captum", "KernelShap"): _runner("captum:kernelshap"),
+    ("captum", "ShapleyValueSampling"): _runner("captum:shapleyvaluesampling"),
+    ("captum", "Lime"): _runner("captum:lime"),
 }
 
 

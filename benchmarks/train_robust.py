@@ -42,7 +42,7 @@ from benchmarks.train_shipped import MNIST_DIR, N_HELDOUT, N_TRAIN, SEED, WEIGHT
 from shapjax import data as data_lib  # noqa: E402
 from shapjax import models  # noqa: E402
 from shapjax.models.adversarial import PGDConfig, adversarial_accuracy  # noqa: E402
-from shapjax.models.classifier import _dumps  # noqa: E402
+from shapjax.models.checkpoint import _dumps  # noqa: E402
 from shapjax.models.train import evaluate, train  # noqa: E402
 
 PLANTED_KW = dict(size=32, n_classes=4, patch_size=8, channels=3)

@@ -83,11 +83,11 @@ def train_mnist(epochs: int) -> dict:
     train_ds, held = ds[:N_TRAIN], ds[N_TRAIN:]
     key = jax.random.key(SEED)
     k_init, k_train = jax.random.split(key)
-    clf = models.small_cnn(k_init, num_classes=10, input_shape=(28, 28, 1), widths=(32, 64, 128), hidden=128)
+    clf = models.small_cnn(key=k_init, num_classes=10, input_shape=(28, 28, 1), widths=(32, 64, 128), hidden=128)
     config = {"optimizer": "adamw, warmup + cosine decay", "learning_rate": 3e-3, "weight_decay": 1e-4,
               "epochs": epochs, "batch_size": 128, "augmentation": "random shifts up to 2 px", "seed": SEED}
     t0 = time.perf_counter()
-    result = train(k_train, clf, train_ds, epochs=epochs, batch_size=128, learning_rate=3e-3,
+    result = train(clf, train_ds, key=k_train, epochs=epochs, batch_size=128, learning_rate=3e-3,
                    weight_decay=1e-4, shift=2, eval_data=held)
     seconds = time.perf_counter() - t0
     clf = result.classifier
@@ -117,16 +117,16 @@ def train_mnist(epochs: int) -> dict:
 def train_planted(epochs: int) -> dict:
     key = jax.random.key(SEED)
     kw = dict(size=32, n_classes=4, patch_size=8, channels=3)
-    train_ds = data_lib.planted_patch(jax.random.fold_in(key, 0), N_TRAIN, **kw)
-    held = data_lib.planted_patch(jax.random.fold_in(key, 1), N_HELDOUT, **kw)
+    train_ds = data_lib.planted_patch(N_TRAIN, key=jax.random.fold_in(key, 0), **kw)
+    held = data_lib.planted_patch(N_HELDOUT, key=jax.random.fold_in(key, 1), **kw)
     k_init, k_train = jax.random.split(jax.random.fold_in(key, 2))
-    clf = models.small_cnn(k_init, num_classes=4, input_shape=(32, 32, 3), widths=(32, 64, 64), hidden=64,
+    clf = models.small_cnn(key=k_init, num_classes=4, input_shape=(32, 32, 3), widths=(32, 64, 64), hidden=64,
                            class_names=train_ds.class_names)
     config = {"optimizer": "adamw, warmup + cosine decay", "learning_rate": 3e-3, "weight_decay": 1e-4,
               "epochs": epochs, "batch_size": 128, "augmentation": "none", "seed": SEED,
               "planted_patch": kw}
     t0 = time.perf_counter()
-    result = train(k_train, clf, train_ds, epochs=epochs, batch_size=128, learning_rate=3e-3,
+    result = train(clf, train_ds, key=k_train, epochs=epochs, batch_size=128, learning_rate=3e-3,
                    weight_decay=1e-4, eval_data=held)
     seconds = time.perf_counter() - t0
     clf = result.classifier

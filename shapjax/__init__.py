@@ -6,6 +6,8 @@ Main entry points:
   one batched, compiled pass) -> :class:`shapjax.Explanation`.
 * :func:`shapjax.shapley` — Shapley values of any cooperative game.
 * :data:`shapjax.ESTIMATORS` — the methods, and what each one estimates.
+* :func:`shapjax.explain_dataset` / :func:`shapjax.load_results` — whole datasets,
+  streamed, sharded over every device and stored resumably (:mod:`shapjax.pipeline`).
 
 The packages follow the data flow (``docs/architecture.md``):
 :mod:`shapjax.kernels` (device kernels) -> :mod:`shapjax.engine` (games, samplers,
@@ -26,13 +28,26 @@ __version__ = "0.2.0"
 _compat.install()
 
 #: subpackages imported on first use (matplotlib, tfds and flax models are heavy)
-_LAZY = {"kernels", "engine", "image", "baselines", "evaluation", "models", "data", "plot", "cli",
+_LAZY = {"kernels", "engine", "image", "baselines", "evaluation", "models", "data", "plot", "cli", "pipeline",
          "counterfactual"}
+#: functions of lazily imported subpackages (zarr is imported on first use)
+_LAZY_FUNCTIONS = {"explain_dataset": "pipeline", "load_results": "pipeline"}
+
+
+def enable_compilation_cache(path=None, *, min_compile_seconds: float = 0.0):
+    """Turn on JAX's persistent compilation cache so that a later process starts warm (the CLI does it by
+    default). ``path`` defaults to ``$SHAPJAX_CACHE_DIR`` or ``~/.cache/shapjax/jax``; ``SHAPJAX_NO_CACHE=1``
+    turns it off. Returns the cache folder (None when off). See :mod:`shapjax._util.compilation_cache`."""
+    from shapjax._util.compilation_cache import enable_compilation_cache as enable
+
+    return enable(path, min_compile_seconds=min_compile_seconds)
 
 
 def __getattr__(name):
     if name in _LAZY:
         return _importlib.import_module(f"shapjax.{name}")
+    if name in _LAZY_FUNCTIONS:
+        return getattr(_importlib.import_module(f"shapjax.{_LAZY_FUNCTIONS[name]}"), name)
     moved = _compat.resolve(name)
     if moved is not None:
         return moved
@@ -40,4 +55,4 @@ def __getattr__(name):
 
 
 __all__ = ["explain", "Explanation", "shapley", "ShapleyResult", "ESTIMATORS", "maskers", "segment",
-           "kernels", "engine", "image", "baselines", "evaluation", "models", "data", "plot", "cli"]
+           "enable_compilation_cache", "explain_dataset", "load_results", "pipeline", "kernels", "engine", "image", "baselines", "evaluation", "models", "data", "plot", "cli"]

@@ -1,10 +1,9 @@
-"""Public signatures follow the conventions (dm-pix style): `key` first, options keyword-only."""
+"""Public signatures follow one convention: `key` keyword-only and required, options keyword-only."""
 import importlib
 import inspect
+import pkgutil
 
 import pytest
-
-import pkgutil
 
 import shapjax
 
@@ -40,16 +39,16 @@ FUNCS = sorted(public_functions())
 
 
 @pytest.mark.parametrize("qualname,fn", FUNCS, ids=[q for q, _ in FUNCS])
-def test_key_is_first_and_named_key(qualname, fn):
+def test_key_is_keyword_only_required_and_named_key(qualname, fn):
     params = list(inspect.signature(fn).parameters.values())
     names = [p.name for p in params]
     for bad in ("rng", "prng_key", "seed_key"):
         assert bad not in names, f"{qualname}: randomness must come from a parameter named `key`"
     if "key" in names:
         key = params[names.index("key")]
-        assert names.index("key") == 0 or key.kind is inspect.Parameter.KEYWORD_ONLY, (
-            f"{qualname}: `key` must be the first parameter (or keyword-only)")
-        # data.load takes a key only for the synthetic source (which also accepts "planted-patch:SEED").
+        assert key.kind is inspect.Parameter.KEYWORD_ONLY, f"{qualname}: `key` must be keyword-only"
+        # data.load takes a key only for the synthetic source (which also accepts "planted-patch:SEED");
+        # the exact/occlusion designs and the partition estimator are deterministic (key=None is allowed).
         if qualname != "shapjax.data.load":
             assert key.default is inspect.Parameter.empty, f"{qualname}: `key` must not be optional"
 

@@ -50,7 +50,7 @@ def test_compile_explain_reports_the_chunk_and_fills_the_cache():
     model = lambda x: x.reshape(x.shape[0], -1)[:, :3] * 2.0  # noqa: E731
     x = jnp.ones((1, 4, 4, 1))
     kw = dict(key=jax.random.key(0), segments=segment.grid(2, 2), masker=maskers.constant(0.0), method="kernel",
-              n_evals=8)
+              n_evals=10)  # the kernel minimum for 4 players (2M + 2)
     info = common.compile_explain(model, x, **kw)
     assert info["batch_size"] >= 1 and info["total_compile_s"] > 0
     exp = shapjax.explain(model, x, **kw)  # runs after the ahead-of-time compile

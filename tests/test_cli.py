@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shapjax import cli
 import shapjax.cli.app  # noqa: F401  (cli.app is patched below)
+from shapjax import cli
 from shapjax.cli import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,11 +62,15 @@ def _one_line_error(capsys):
 
 
 def test_explain_writes_figures_results_and_summary(explained, capsys):
+    import jax
+
+    import shapjax
+
     rc, out = explained
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_images"] == 4 and summary["evaluations"] == 4 * 64
-    assert [f["file"] for f in summary["figures"]] == ["figure_000.png", "figure_001.png"]
+    assert summary["n_images"] == 4 and summary["evaluations"] == 4 * 64 and summary["explained"] == 4
+    assert [f["file"] for f in summary["figures"]] == ["figure.png"]  # the first --figures (8) images, 8 a figure
     assert sum(f["panels"] for f in summary["figures"]) == 4 * (1 + 2)
     for f in summary["figures"]:
         with Image.open(out / f["file"]) as im:
@@ -79,30 +83,54 @@ def test_explain_writes_figures_results_and_summary(explained, capsys):
     assert len(first["explained"][0]["top_segments"]) == 5
     assert not list(out.glob(".tmp-*"))
 
-    with np.load(out / "explanations.npz") as z:
-        assert z["values"].shape == (4, 16, 2) and z["std"].shape == (4, 16, 2)
-        assert z["base_values"].shape == (4, 2) and z["full_values"].shape == (4, 2)
-        assert z["segments"].shape == (4, 28, 28) and z["output_indexes"].shape == (4, 2)
-        assert z["images"].shape == (4, 28, 28, 1) and z["probs"].shape == (4, 10)
-        np.testing.assert_allclose(z["probs"].sum(1), 1.0, rtol=1e-5)
-        # kernel SHAP is efficient: the values add up to v(all) - v(empty)
-        np.testing.assert_allclose(z["values"].sum(1), z["full_values"] - z["base_values"], atol=1e-3)
-        np.testing.assert_array_equal(z["output_indexes"][:, 0], z["probs"].argmax(1))
-        meta = json.loads(str(z["metadata"]))
-        assert meta["method"] == "kernel" and meta["model"] == "mnist-cnn" and meta["n_evals"] == 64
-        assert meta["segments"] == "grid(4x4)"
-        arrays = {k: z[k] for k in z.files}
+    res = shapjax.load_results(out / "results.zarr")
+    assert res.complete and len(res) == 4
+    assert res.values.shape == (4, 16, 2) and res.std.shape == (4, 16, 2)
+    assert res.base_values.shape == (4, 2) and res.full_values.shape == (4, 2)
+    assert res.segments.shape == (28, 28) and res.output_indexes.shape == (4, 2)  # a grid: stored once
+    assert res.images.shape == (4, 28, 28, 1) and res.model_outputs.shape == (4, 10)
+    probs = np.asarray(jax.nn.softmax(res.model_outputs[...], axis=-1))
+    values, v0, v1 = res.values[...], res.base_values[...], res.full_values[...]
+    # kernel SHAP is efficient: the values add up to v(all) - v(empty)
+    np.testing.assert_allclose(values.sum(1), v1 - v0, atol=1e-3)
+    np.testing.assert_array_equal(res.output_indexes[...][:, 0], probs.argmax(1))
+    assert [Path(str(i)).name for i in res.ids[...]] == names
+    meta = res.settings
+    assert meta["method"] == "kernel" and meta["model"]["name"] == "mnist-cnn" and meta["n_evals"] == 64
+    assert meta["segments"] == "grid(4x4)" and meta["score"] == "logit"
 
-    # the figure of batch 0 rebuilt through the same function: 2 rows x (image + 2 classes)
-    from shapjax.image.explain import Explanation
-
-    exp = Explanation(values=arrays["values"][:2], base_values=arrays["base_values"][:2],
-                      full_values=arrays["full_values"][:2], std=None, segments=arrays["segments"][:2],
-                      images=arrays["images"][:2], output_indexes=arrays["output_indexes"][:2], method="kernel")
-    fig = jobs.build_figure(exp, class_names=meta["class_names"], probs=arrays["probs"][:2], names=["a", "b"])
+    # the figure rebuilt from the store through the same function: 4 rows x (image + 2 classes)
+    exp = res[:4]
+    fig = jobs.build_figure(exp, class_names=summary["class_names"], probs=probs, names=["a", "b", "c", "d"])
     panels = [ax for ax in fig.axes if ax.images]
-    assert len(panels) == summary["figures"][0]["panels"] == 6
-    assert panels[1].get_title().startswith(meta["class_names"][arrays["output_indexes"][0, 0]] + " (p=")
+    assert len(panels) == summary["figures"][0]["panels"] == 12
+    assert panels[1].get_title().startswith(summary["class_names"][int(exp.output_indexes[0, 0])] + " (p=")
+
+
+def test_explain_resumes_and_refuses_other_settings(inputs, explained, capsys):
+    rc, out = explained
+    before = (out / "results.zarr" / "values" / "zarr.json").stat().st_mtime_ns
+    args = ["explain", str(inputs / "digits"), str(inputs / "lone.png"), "--out", str(out), *FAST]
+    assert cli.main(args) == 0  # the same command again: nothing left to do
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("shapjax: 4 images (4 already done), 0 evaluations in "), line
+    assert json.loads((out / "summary.json").read_text())["already_done"] == 4
+    assert (out / "results.zarr" / "values" / "zarr.json").stat().st_mtime_ns == before
+    assert cli.main([*args, "--method", "lime"]) == 2
+    err = _one_line_error(capsys)
+    assert f"--out {out}" in err and "method: 'kernel' in the store, 'lime' in this run" in err
+    assert "--overwrite" in err
+    assert (out / "summary.json").is_file()  # a refused run changes nothing
+
+
+def test_explain_warns_about_conversions_and_clamps_top_k(inputs, tmp_path, capsys):
+    rc = cli.main(["explain", str(inputs / "photo.jpg"), "--out", str(tmp_path), "--n-evals", "64", "--segments",
+                   "grid:4x4", "--top-k", "12", "--figures", "0"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "shapjax: note: --top-k 12 is more than the model's 10 classes: explaining all 10 (clamped)" in err
+    assert "shapjax: warning: 1 colour image(s) converted to grey for a 1-channel model (e.g. photo.jpg)" in err
+    assert "squashed to the model's 28x28 aspect ratio" not in err  # 40x36 is within 1.2x of square
 
 
 def test_explain_prints_one_summary_line(inputs, tmp_path, capsys):
@@ -115,60 +143,61 @@ def test_explain_prints_one_summary_line(inputs, tmp_path, capsys):
 
 
 def test_explain_tfds_source_under_mock_data(tmp_path):
+    import shapjax
+
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=3):
         rc = cli.main(["explain", "tfds:mnist:test:2", "--out", str(tmp_path), *FAST])
     assert rc == 0
-    with np.load(tmp_path / "explanations.npz") as z:
-        assert z["values"].shape == (2, 16, 2)
-        assert list(z["names"]) == ["tfds:mnist:test:2#0", "tfds:mnist:test:2#1"]
-        assert set(z["labels"].tolist()) <= set(range(10))  # class names match the model's: labels kept
+    res = shapjax.load_results(tmp_path / "results.zarr")
+    assert res.values.shape == (2, 16, 2)
+    assert list(res.ids[...]) == ["tfds:mnist:test#0", "tfds:mnist:test#1"]
+    assert set(res.labels[...].tolist()) <= set(range(10))  # class names match the model's: labels kept
 
 
-def test_explain_superpixels_share_one_segment_count(tmp_path, monkeypatch):
+def test_explain_tfds_not_prepared_is_a_clear_error(tmp_path, capsys):
+    pytest.importorskip("tensorflow_datasets")
+    rc = cli.main(["explain", "tfds:mnist:test:4", "--out", str(tmp_path / "o"), "--quiet"])
+    if rc == 0:  # pragma: no cover - a machine with a prepared mnist
+        pytest.skip("mnist is prepared here")
+    assert rc == 2
+    err = _one_line_error(capsys)
+    assert "tfds dataset 'mnist' (split 'test') is not prepared" in err and "importlib_resources" not in err.split(
+        "not prepared")[0]
+
+
+def test_explain_superpixels_share_one_segment_count(tmp_path):
     import shapjax
 
-    real, seen = shapjax.explain, []
-
-    def spy(*args, **kw):
-        seen.append((np.shape(kw["segments"]), kw["n_segments"]))
-        return real(*args, **kw)
-
-    monkeypatch.setattr(shapjax, "explain", spy)
     rc = cli.main(["explain", "samples:planted-patch:3", "--model", "planted-patch", "--out", str(tmp_path), *FAST,
                    "--segments", "slic:12"])  # the later --segments wins
     assert rc == 0
-    with np.load(tmp_path / "explanations.npz") as z:
-        n_seg, values, seg = z["n_segments"], z["values"], z["segments"]
-        assert values.shape == (3, n_seg.max(), 2)
-        for b in range(3):
-            assert n_seg[b] == seg[b].max() + 1 and n_seg[b] >= 4
-            assert np.all(values[b, n_seg[b]:] == 0)  # ids an image does not use carry nothing
-        np.testing.assert_allclose(values.sum(1), z["full_values"] - z["base_values"], atol=1e-3)
-    # both batches (the last padded to 2 images) were explained with the same shapes and segment count
-    assert seen[0] == seen[1] and seen[0][0] == (2, 32, 32) and seen[0][1] > n_seg.max()
+    res = shapjax.load_results(tmp_path / "results.zarr")
+    n_seg, values, seg = res.n_segments[...], res.values[...], res.segments[...]
+    M = res.settings["n_segments"]
+    assert values.shape == (3, M, 2) and seg.shape == (3, 32, 32) and M > n_seg.max()
+    for b in range(3):
+        assert n_seg[b] == seg[b].max() + 1 and n_seg[b] >= 4
+        assert np.all(values[b, n_seg[b]:] == 0)  # ids an image does not use carry nothing
+    np.testing.assert_allclose(values.sum(1), res.full_values[...] - res.base_values[...], atol=1e-3)
 
 
 def test_interrupted_run_leaves_no_complete_looking_result(inputs, tmp_path, monkeypatch, capsys):
     (tmp_path / "summary.json").write_text("{}")  # from an earlier run: must not survive beside new files
     import shapjax.plot
 
-    real, calls = shapjax.plot.save_figure, []
+    def interrupt(fig, path, **kw):
+        raise KeyboardInterrupt
 
-    def flaky(fig, path, **kw):
-        calls.append(path)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(fig, path, **kw)
-
-    monkeypatch.setattr(shapjax.plot, "save_figure", flaky)
+    monkeypatch.setattr(shapjax.plot, "save_figure", interrupt)
     rc = cli.main(["explain", str(inputs / "digits"), str(inputs / "lone.png"), "--out", str(tmp_path), *FAST])
     assert rc == 130
-    assert "interrupted" in capsys.readouterr().err
-    assert (tmp_path / "figure_000.png").is_file()
+    assert "rerun the same command to resume" in capsys.readouterr().err
     assert not (tmp_path / "summary.json").exists()
-    assert not (tmp_path / "explanations.npz").exists()
-    assert not list(tmp_path.glob(".tmp-*"))
+    assert not list(tmp_path.glob(".tmp-*")) and not list(tmp_path.glob("*.png"))
+    import shapjax
+
+    assert shapjax.load_results(tmp_path / "results.zarr").complete  # the explained batches are kept
 
 
 # ---------------------------------------------------------------- bad input
@@ -193,7 +222,7 @@ def test_bad_input_is_one_line_error(inputs, tmp_path, capsys, case, args, expec
     (inputs / "empty").mkdir(exist_ok=True)
     argv = ["explain", *[a.format(d=inputs) for a in args], "--out", str(tmp_path / "out"), "--quiet"]
     rc = cli.main(argv)
-    assert rc != 0, case
+    assert rc == 2, case  # every usage error exits 2
     assert expect in _one_line_error(capsys), case
 
 
@@ -201,7 +230,9 @@ def test_unexpected_errors_are_one_line_too_and_debug_shows_them(inputs, monkeyp
     def boom(*a, **k):
         raise RuntimeError("kaput")
 
-    monkeypatch.setattr(cli.app, "read_inputs", boom)
+    import shapjax.cli.explain_job
+
+    monkeypatch.setattr(shapjax.cli.explain_job, "open_inputs", boom)
     assert cli.main(["explain", str(inputs / "lone.png")]) == 1
     assert "internal error: RuntimeError: kaput" in _one_line_error(capsys)
     with pytest.raises(RuntimeError, match="kaput"):
@@ -271,7 +302,7 @@ def test_models_and_methods_one_line_each(capsys):
     out = capsys.readouterr().out.splitlines()
     assert len(out) == len(ESTIMATORS)
     for name, line in zip(ESTIMATORS, out):
-        assert line.split()[0] == name
+        assert line.split()[0] == name and line.split()[1] == ESTIMATORS[name].estimates
         assert any(c.isdigit() for c in line.rsplit("[", 1)[1]), line  # a reference with its year
     assert "Lundberg & Lee 2017" in next(ln for ln in out if ln.startswith("kernel"))
 
@@ -299,7 +330,7 @@ def _run(*args):
 
 def test_subprocess_error_is_one_line(tmp_path):
     r = _run("-m", "shapjax.cli", "explain", str(tmp_path / "missing.png"))
-    assert r.returncode != 0
+    assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [f"shapjax: error: image file not found: {tmp_path / 'missing.png'}"]
 

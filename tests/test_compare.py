@@ -19,7 +19,7 @@ H = W = 12
 
 @pytest.fixture(scope="module")
 def tiny():
-    clf = models.small_cnn(jax.random.key(0), num_classes=3, input_shape=(H, W, 1), widths=(4, 8), hidden=0)
+    clf = models.small_cnn(key=jax.random.key(0), num_classes=3, input_shape=(H, W, 1), widths=(4, 8), hidden=0)
     x = jax.random.uniform(jax.random.key(1), (3, H, W, 1))
     return clf, x
 
@@ -31,7 +31,8 @@ def result(tiny):
     masks[:, :6, :6] = True
     return C.compare(clf, x, key=jax.random.key(0), methods=["kernel", "occlusion", "integrated_gradients", "gradcam"],
                      segments=segment.grid(3, 3), masker=maskers.constant(0.0), n_evals=64, masks=masks,
-                     labels=np.array([0, 1, 2]), progress=False)
+                     labels=np.array([0, 1, 2]), progress=False,
+                     metrics="deletion,insertion,road_morf,faithfulness,sparseness,complexity,pointing_game,mass")
 
 
 def test_table_rows_columns_and_summary(tiny, result):
@@ -85,13 +86,31 @@ def test_save_writes_csv_json_png(result, tmp_path):
     paths = result.save(tmp_path / "out")
     with open(paths["csv"]) as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 12 and rows[0]["method"] == "kernel" and float(rows[0]["deletion"]) >= 0
+    # full column names with their direction
+    assert len(rows) == 12 and rows[0]["Method"] == "kernel" and float(rows[0]["Deletion AUC (Petsiuk 2018), lower is better"]) >= 0
+    assert "ROAD AUC, most relevant first (Rong 2022), lower is better" in rows[0]
+    assert "Sparseness (Gini), descriptive (neither better)" in rows[0]
     js = json.loads(open(paths["json"]).read())
-    assert set(js) == {"meta", "columns", "rows", "summary"}
+    assert set(js) == {"meta", "columns", "rows", "summary", "rankings"}
+    cols = {c["key"]: c for c in js["columns"]}
+    assert cols["deletion"]["better"] == "lower" and cols["insertion"]["better"] == "higher"
+    assert cols["road_morf"]["name"] == "ROAD AUC, most relevant first (Rong 2022), lower is better"
+    assert js["rankings"]["deletion"] == sorted(js["summary"], key=lambda m: js["summary"][m]["deletion"]["mean"])
     assert set(js["summary"]) == {"kernel", "occlusion", "ig", "gradcam"}
     assert set(js["summary"]["ig"]["insertion"]) == {"mean", "std", "n"}
     assert open(paths["png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert not list((tmp_path / "out").glob(".tmp-*"))
+
+
+def test_csv_quotes_round_trip(result, tmp_path):
+    import dataclasses
+
+    odd = 'a"b, "c"\nd'
+    path = dataclasses.replace(result, rows=[dict(result.rows[0], label=odd)]).to_csv(tmp_path / "odd.csv",
+                                                                                     header="keys")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and rows[0]["label"] == odd and rows[0]["method"] == result.rows[0]["method"]
 
 
 def test_compare_bad_inputs(tiny):
@@ -136,7 +155,7 @@ def test_cli_writes_files(cli_inputs, capsys):
     out = root / "out"
     rc = compare_cli(["--model", str(root / "tiny"), "--data", str(root / "imgs"), "--n", "2",
                      "--methods", "occlusion,gradient", "--segments", "grid:2x2", "--masker", "constant:0",
-                     "--n-evals", "16", "--out", str(out), "--quiet"])
+                     "--metrics", "deletion,insertion", "--n-evals", "16", "--out", str(out), "--quiet"])
     assert rc == 0, capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["compare.png", "results.csv", "results.json"]
     js = json.loads((out / "results.json").read_text())
@@ -163,6 +182,76 @@ def test_cli_one_line_errors(cli_inputs, capsys, args, what):
     assert rc in (1, 2)
     assert len(err.splitlines()) == 1 and "Traceback" not in err and what in err, err
     assert not (root / "bad").exists()
+
+
+def test_cli_prints_rankings_with_directions(cli_inputs, capsys):
+    root = cli_inputs
+    rc = compare_cli(["--model", str(root / "tiny"), "--data", str(root / "imgs"), "--n", "2",
+                      "--methods", "occlusion,gradient", "--metrics", "deletion,road_lerf,sparseness",
+                      "--segments", "grid:2x2", "--n-evals", "16", "--out", str(root / "out2")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    for line in ("Deletion AUC (Petsiuk 2018), lower is better:", "ROAD AUC, least relevant first (Rong 2022), "
+                 "higher is better:", "Sparseness (Gini), descriptive (neither better):",
+                 "Seconds per explanation, lower is better:"):
+        assert line in out, out
+
+
+def test_missing_peer_names_the_extra(cli_inputs, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "captum" else real(n, *a))
+    with pytest.raises(ValueError, match=r"captum:ig.*pip install \"shapjax\[peers\]\""):
+        C.compare(*_tiny_args(), key=jax.random.key(0), methods="ig,captum:ig", segments=segment.grid(2, 2),
+                  masker=maskers.constant(0.0), progress=False)
+    root = cli_inputs
+    rc = compare_cli(["--model", str(root / "tiny"), "--data", str(root / "imgs"), "--methods", "kernel,captum:ig",
+                      "--out", str(root / "nope"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc in (1, 2) and len(err.splitlines()) == 1 and "shapjax[peers]" in err, err
+
+
+def _tiny_args():
+    clf = models.small_cnn(key=jax.random.key(0), num_classes=3, input_shape=(H, W, 1), widths=(4, 8), hidden=0)
+    return clf, jax.random.uniform(jax.random.key(1), (2, H, W, 1))
+
+
+def test_method_names_and_aliases():
+    assert C.resolve_methods("shap-kernel, captum_ig,lime:image,Shap:Partition") == (
+        "shap:kernel", "captum:ig", "lime:image", "shap:partition")
+    assert C.resolve_methods("peers") == C.PEER_METHODS and len(C.PEER_METHODS) == 8
+    with pytest.raises(ValueError, match="methods"):
+        C.resolve_methods("shap:deep")
+    assert C.resolve_metrics("all") == tuple(C.METRICS) and C.resolve_metrics("mprt,road") == (
+        "model_randomisation", "road_morf")
+    for m, spec in C.METRICS.items():
+        assert spec.better in ("higher", "lower", "") and spec.name, m
+
+
+def test_peers_in_compare_on_the_same_game(tiny):
+    pytest.importorskip("shap", reason="peer methods need shap (pip install 'shapjax[peers]')")
+    pytest.importorskip("lime", reason="peer methods need lime (pip install 'shapjax[peers]')")
+    pytest.importorskip("captum", reason="peer methods need captum (pip install 'shapjax[peers]')")
+    clf, x = tiny
+    res = C.compare(clf, x[:2], key=jax.random.key(0), methods="kernel,shap:kernel,captum:kernelshap,lime:image,ig,"
+                    "captum:ig", segments=segment.grid(3, 3), masker=maskers.constant(0.25), n_evals=256,
+                    metrics="deletion,road_morf,completeness_gap,max_sensitivity,random_logit,model_randomisation",
+                    metric_options={"sensitivity": {"n_samples": 2}}, progress=False)
+    assert res.column("library", "shap:kernel").tolist() == ["shap", "shap"]
+    assert res.meta["peers"]["captum:ig"]["library"] == "captum"
+    for m in res.methods:
+        for k in res.metrics:
+            assert np.all(np.isfinite(res.column(k, m))), (m, k)
+    sv = res.segment_values
+    # the same segment game: KernelSHAP agrees with KernelSHAP (captum samples with replacement: noisier)
+    for peer, floor in (("shap:kernel", 0.95), ("captum:kernelshap", 0.75)):
+        for b in range(2):
+            assert np.corrcoef(sv[peer][b], sv["kernel"][b])[0, 1] > floor, (peer, b)
+        np.testing.assert_allclose(res.column("completeness_gap", peer), 0.0, atol=1e-3)  # efficiency
+    for b in range(2):  # captum's IG (Gauss-Legendre) on our model through jax.vjp ~ our IG (trapezoid)
+        assert np.corrcoef(res.maps["captum:ig"][b].ravel(), res.maps["ig"][b].ravel())[0, 1] > 0.99
+    assert np.corrcoef(sv["lime:image"].ravel(), sv["kernel"].ravel())[0, 1] > 0.5
 
 
 def test_cli_missing_out_is_a_usage_error(capsys):
@@ -207,7 +296,7 @@ def test_lime_surrogate_matches_lime_package():
 @pytest.mark.skipif("planted-patch" not in models.available(), reason="planted-patch weights not shipped")
 def test_pointing_game_hits_planted_patch():
     clf = models.pretrained("planted-patch")
-    ds = data.planted_patch(jax.random.key(2024), 6)  # fresh images from the generator (not the training seeds)
+    ds = data.planted_patch(6, key=jax.random.key(2024))  # fresh images from the generator (not the training seeds)
     k = jnp.argmax(clf(ds.images), -1)
     assert float(jnp.mean(k == ds.labels)) >= 5 / 6  # the model uses the patch
     exp = explain(clf, ds.images, key=jax.random.key(0), segments=segment.grid(8, 8), masker=maskers.blur(4.0),

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from shapjax import data
+from shapjax.data import synthetic
 
 
 # ------------------------------------------------------------------- tfds
@@ -185,7 +186,7 @@ def test_samples_shipped():
 
 # ------------------------------------------------------------ planted patch
 def test_planted_patch_ground_truth():
-    ds = data.planted_patch(jax.random.key(0), 40, size=24, n_classes=4, patch_size=6)
+    ds = data.planted_patch(40, key=jax.random.key(0), size=24, n_classes=4, patch_size=6)
     assert ds.images.shape == (40, 24, 24, 3) and ds.masks.shape == (40, 24, 24)
     assert ds.class_names == list(data.PATCH_PATTERNS[:4])
     np.testing.assert_array_equal(np.bincount(ds.labels, minlength=4), [10, 10, 10, 10])
@@ -195,18 +196,18 @@ def test_planted_patch_ground_truth():
         patch = img[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
         assert patch.shape == (6, 6, 3)
         bright = patch.mean(-1) > 0.5  # the binary pattern of the class, whatever the colours
-        np.testing.assert_array_equal(bright, data._pattern(int(y), 6) > 0.5)
+        np.testing.assert_array_equal(bright, synthetic._pattern(int(y), 6) > 0.5)
     # deterministic in the key, different for another key
-    again = data.planted_patch(jax.random.key(0), 40, size=24, n_classes=4, patch_size=6)
+    again = data.planted_patch(40, key=jax.random.key(0), size=24, n_classes=4, patch_size=6)
     np.testing.assert_array_equal(again.images, ds.images)
-    other = data.planted_patch(jax.random.key(1), 40, size=24, n_classes=4, patch_size=6)
+    other = data.planted_patch(40, key=jax.random.key(1), size=24, n_classes=4, patch_size=6)
     assert not np.array_equal(other.masks, ds.masks)
 
 
 def test_planted_patch_via_load_and_errors():
     ds = data.load("planted-patch:3", n=5, n_classes=2, size=16)
     assert ds.images.shape == (5, 16, 16, 3) and ds.masks is not None
-    direct = data.planted_patch(jax.random.key(3), 5, n_classes=2, size=16)
+    direct = data.planted_patch(5, key=jax.random.key(3), n_classes=2, size=16)
     np.testing.assert_array_equal(ds.images, direct.images)
     with_key = data.load("planted-patch", key=jax.random.key(3), n=5, n_classes=2, size=16)
     np.testing.assert_array_equal(with_key.images, direct.images)
@@ -223,9 +224,9 @@ def test_planted_patch_via_load_and_errors():
     with pytest.raises(TypeError, match="options"):
         data.load("digits", n_classes=3)
     with pytest.raises(ValueError, match="n_classes"):
-        data.planted_patch(jax.random.key(0), 4, n_classes=9)
+        data.planted_patch(4, key=jax.random.key(0), n_classes=9)
     with pytest.raises(ValueError, match="patch_size"):
-        data.planted_patch(jax.random.key(0), 4, size=8, patch_size=9)
+        data.planted_patch(4, key=jax.random.key(0), size=8, patch_size=9)
 
 
 # --------------------------------------------------------------- bad input

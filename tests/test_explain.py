@@ -195,6 +195,30 @@ def test_to_shap_conversion():
     assert isinstance(s, shap.Explanation)
     assert s.values.shape == (2, 8, 8, 3, 3)
     np.testing.assert_allclose(s.values.sum((1, 2, 3)), exp.values.sum(1), atol=1e-5)
+    assert list(s.output_names) == ["a", "b", "c"] and s[0].values.shape == (8, 8, 3, 3)
+
+
+@pytest.mark.parametrize("class_names", [None, ["a", "b", "c"]])
+def test_to_shap_renders_with_shap_image_plot(class_names, tmp_path):
+    shap = pytest.importorskip("shap", reason="the optional dependency shap is not installed")
+    import matplotlib.pyplot as plt
+
+    model = tiny_cnn(3)
+    imgs = jax.random.uniform(jax.random.key(11), (2, 8, 8, 3))
+    for outputs in (None, "top-2"):  # same classes in every row, and classes that differ per row
+        exp = shapjax.explain(model, imgs, key=KEY, segments=segment.grid(2, 2), masker=maskers.constant(0.0),
+                              n_evals=32, outputs=outputs)
+        s = exp.to_shap(class_names=class_names)
+        assert s[1].values.shape == (8, 8, 3, exp.values.shape[-1])  # shap can index it
+        shap.plots.image(s, labels=exp.labels(class_names), show=False)
+        path = tmp_path / f"shap_{outputs}.png"
+        plt.savefig(path)
+        plt.close("all")
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    shap.plots.image(exp.to_shap(class_names=class_names), show=False)  # default labels work too
+    plt.close("all")
+    with pytest.raises(ValueError, match="class_names"):
+        exp.to_shap(class_names=["a"])
 
 
 # ---------------------------------------------------------------- bad input
@@ -204,7 +228,7 @@ def test_errors_name_the_argument():
     model = tiny_cnn(3)
     imgs = jax.random.uniform(jax.random.key(12), (2, 8, 8, 3))
     kw = dict(key=KEY, masker=maskers.constant(0.0), n_evals=64)
-    with pytest.raises(ValueError, match="images must be"):
+    with pytest.raises(ValueError, match="images: expected shape"):
         shapjax.explain(model, imgs[0, 0], segments=segment.grid(2, 2), **kw)
     with pytest.raises(ValueError, match="segments"):
         shapjax.explain(model, imgs, segments=np.zeros((7, 8), np.int32), **kw)

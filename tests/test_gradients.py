@@ -48,7 +48,7 @@ def wmap(w, k):
 
 def test_vanilla_gradient_of_linear_model_is_its_weights(lin, images):
     f, w, _ = lin
-    r = G.vanilla_gradient(f, images, outputs=jnp.array([0, 2, 1]))
+    r = G.vanilla_gradient(f, images, outputs=jnp.array([[0], [2], [1]]))
     assert r.maps.shape == images.shape and r.method == "vanilla_gradient"
     np.testing.assert_allclose(r.maps, wmap(w, [0, 2, 1]), atol=1e-6)
     np.testing.assert_array_equal(r.output_indexes, [0, 2, 1])
@@ -101,12 +101,12 @@ def test_chunking_does_not_change_results(mlp, images):
 
 
 def test_smoothgrad_with_zero_noise_is_the_gradient(mlp, images):
-    r = G.smoothgrad(jax.random.key(0), mlp, images, noise=0.0, n_samples=4, batch_size=5)
+    r = G.smoothgrad(mlp, images, key=jax.random.key(0), noise=0.0, n_samples=4, batch_size=5)
     g = G.vanilla_gradient(mlp, images)
     np.testing.assert_allclose(r.maps, g.maps, rtol=1e-5, atol=1e-6)
-    r2 = G.smoothgrad(jax.random.key(0), mlp, images, noise=0.3, n_samples=4)
+    r2 = G.smoothgrad(mlp, images, key=jax.random.key(0), noise=0.3, n_samples=4)
     assert float(jnp.abs(r2.maps - g.maps).max()) > 1e-3  # noise changes a nonlinear model's map
-    r3 = G.smoothgrad(jax.random.key(0), mlp, images, noise=0.3, n_samples=4)
+    r3 = G.smoothgrad(mlp, images, key=jax.random.key(0), noise=0.3, n_samples=4)
     np.testing.assert_array_equal(r2.maps, r3.maps)  # same key, same answer
 
 
@@ -114,12 +114,12 @@ def test_expected_gradients_linear(lin, images):
     f, w, _ = lin
     bg = jax.random.uniform(jax.random.key(3), (4, H, W, C))
     # a single background image: exact, every sample gives w * (x - x')
-    r1 = G.expected_gradients(jax.random.key(0), f, images, bg[:1], n_samples=3, outputs=0)
+    r1 = G.expected_gradients(f, images, bg[:1], key=jax.random.key(0), n_samples=3, outputs=0)
     np.testing.assert_allclose(r1.maps, wmap(w, [0] * 3) * (images - bg[0]), atol=1e-5)
     np.testing.assert_array_less(r1.completeness_gap, 1e-4)
     # several: w * (x - mean background) in expectation
     n = 4000
-    r = G.expected_gradients(jax.random.key(1), f, images, bg, n_samples=n, outputs=0, batch_size=2048)
+    r = G.expected_gradients(f, images, bg, key=jax.random.key(1), n_samples=n, outputs=0, batch_size=2048)
     expect = wmap(w, [0] * 3) * (images - bg.mean(0))
     spread = jnp.abs(wmap(w, [0] * 3)) * bg.std(0)
     err = jnp.abs(r.maps - expect)
@@ -162,7 +162,7 @@ def test_grad_cam_matches_hand_computation():
         return p @ Wf  # [B, 2, 2, 3]
 
     head = lambda fm: fm.reshape(fm.shape[0], -1) @ Wh
-    r = G.grad_cam(feat, head, x, outputs=jnp.array([1, 2]))
+    r = G.grad_cam(feat, head, x, outputs=jnp.array([[1], [2]]))
     A = np.asarray(feat(x))
     for b, k in enumerate([1, 2]):
         grads = np.asarray(Wh[:, k]).reshape(2, 2, 3)  # head is linear: dy/dA = Wh
@@ -247,9 +247,9 @@ def test_bad_inputs_name_the_argument(lin, images):
     with pytest.raises(ValueError, match="steps"):
         G.integrated_gradients(f, images, steps=0)
     with pytest.raises(TypeError, match="key"):
-        G.smoothgrad(0, f, images)
+        G.smoothgrad(f, images, key=0)
     with pytest.raises(ValueError, match="background"):
-        G.expected_gradients(jax.random.key(0), f, images, images[:, :2])
+        G.expected_gradients(f, images, images[:, :2], key=jax.random.key(0))
     with pytest.raises(ValueError, match="window"):
         G.occlusion(f, images, window=6)
     with pytest.raises(ValueError, match="batch_size"):
@@ -265,7 +265,7 @@ def test_public_signatures():
             continue
         params = list(inspect.signature(fn).parameters.values())
         if name in ("smoothgrad", "expected_gradients", "gradient_shap"):
-            assert params[0].name == "key"
+            assert next(p for p in params if p.name == "key").kind is inspect.Parameter.KEYWORD_ONLY
         for p in params:
             if p.default is not inspect.Parameter.empty:
                 assert p.kind is inspect.Parameter.KEYWORD_ONLY, (name, p.name)

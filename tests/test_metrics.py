@@ -110,22 +110,22 @@ def test_gaussian_blur_matches_scipy(setup):
 def test_faithfulness_correlation(setup):
     f, w, x = setup
     perfect = (w * x).sum(-1)
-    r = Mx.faithfulness_correlation(jax.random.key(0), f, x, perfect, outputs=0, n_subsets=32,
+    r = Mx.faithfulness_correlation(f, x, perfect, key=jax.random.key(0), outputs=0, n_subsets=32,
                                     subset_size=9)
     np.testing.assert_allclose(r, 1.0, atol=1e-4)  # drop of a linear logit == attribution sum
     rnd = jax.random.normal(jax.random.key(1), (2, H, W))
-    r2 = Mx.faithfulness_correlation(jax.random.key(0), f, x, rnd, outputs=0, n_subsets=32,
+    r2 = Mx.faithfulness_correlation(f, x, rnd, key=jax.random.key(0), outputs=0, n_subsets=32,
                                      subset_size=9)
     assert bool(jnp.all(r2 < 0.9))
     seg = (jnp.arange(H)[:, None] // 2 * 3 + jnp.arange(W)[None] // 2).astype(jnp.int32)
     vals = G.gradient_x_input(f, x, outputs=0).to_segments(seg)
-    r3 = Mx.faithfulness_correlation(jax.random.key(2), f, x, vals, segments=seg, outputs=0,
+    r3 = Mx.faithfulness_correlation(f, x, vals, key=jax.random.key(2), segments=seg, outputs=0,
                                      n_subsets=16, subset_size=3, batch_size=10)
     np.testing.assert_allclose(r3, 1.0, atol=1e-4)
     with pytest.raises(TypeError, match="key"):
-        Mx.faithfulness_correlation(None, f, x, perfect)
+        Mx.faithfulness_correlation(f, x, perfect, key=None)
     with pytest.raises(ValueError, match="subset_size"):
-        Mx.faithfulness_correlation(jax.random.key(0), f, x, perfect, subset_size=H * W + 1)
+        Mx.faithfulness_correlation(f, x, perfect, key=jax.random.key(0), subset_size=H * W + 1)
 
 
 def test_pointing_game_and_mass():
@@ -232,22 +232,22 @@ def test_layer_order_and_randomize(cnn):
     order = S.layer_order(v)
     assert order == ["Dense_1", "Dense_0", "Conv_1", "Conv_0"]
     assert S.layer_order(v["params"], collection=None) == order
-    r = S.randomize_layers(jax.random.key(0), v, ["Dense_1", "Conv_0"])
+    r = S.randomize_layers(v, ["Dense_1", "Conv_0"], key=jax.random.key(0))
     same = lambda a, b: bool(jnp.all(a == b))
     assert same(r["params"]["Dense_0"]["kernel"], v["params"]["Dense_0"]["kernel"])
     assert not same(r["params"]["Dense_1"]["kernel"], v["params"]["Dense_1"]["kernel"])
     assert not same(r["params"]["Conv_0"]["kernel"], v["params"]["Conv_0"]["kernel"])
     assert same(r["params"]["Conv_0"]["bias"], v["params"]["Conv_0"]["bias"])  # zero std: kept
     k0 = v["params"]["Conv_1"]["kernel"]
-    k1 = S.randomize_layers(jax.random.key(0), v, ["Conv_1"])["params"]["Conv_1"]["kernel"]
+    k1 = S.randomize_layers(v, ["Conv_1"], key=jax.random.key(0))["params"]["Conv_1"]["kernel"]
     np.testing.assert_allclose(jnp.std(k1), jnp.std(k0), rtol=0.35)
     with pytest.raises(ValueError, match="layers"):
-        S.randomize_layers(jax.random.key(0), v, ["Dense_9"])
+        S.randomize_layers(v, ["Dense_9"], key=jax.random.key(0))
 
 
 def test_cascading_randomization_decorrelates_gradients(cnn):
     apply, v, x = cnn
-    res = S.cascading_randomization(jax.random.key(0), apply, v, x)
+    res = S.cascading_randomization(apply, v, x, key=jax.random.key(0))
     assert res.layers == ("original", "Dense_1", "Dense_0", "Conv_1", "Conv_0")
     assert res.spearman_abs.shape == res.ssim.shape == res.same_prediction.shape == (5, 3)
     assert res.maps.shape == (5, 3, 8, 8)
@@ -258,10 +258,10 @@ def test_cascading_randomization_decorrelates_gradients(cnn):
     assert float(res.spearman[-1].mean()) < 0.5
     # a custom attribution function: gradient x input via shapjax.gradients
     af = lambda p, im: G.gradient_x_input(jax.tree_util.Partial(apply, p), im, outputs=0).heatmap()
-    res2 = S.cascading_randomization(jax.random.key(1), apply, v, x, attr_fn=af, layers=["Dense_1"])
+    res2 = S.cascading_randomization(apply, v, x, key=jax.random.key(1), attr_fn=af, layers=["Dense_1"])
     assert res2.spearman.shape == (2, 3) and bool(jnp.all(res2.spearman[0] == 1.0))
     with pytest.raises(ValueError, match="attr_fn"):
-        S.cascading_randomization(jax.random.key(0), apply, v, x, attr_fn=lambda p, im: im)
+        S.cascading_randomization(apply, v, x, key=jax.random.key(0), attr_fn=lambda p, im: im)
 
 
 def test_cascading_randomization_shipped_mnist_cnn():
@@ -271,9 +271,9 @@ def test_cascading_randomization_shipped_mnist_cnn():
 
     clf = models.pretrained("mnist-cnn")
     x = jnp.asarray(data.samples("mnist").images[:3])
-    res = S.cascading_randomization(jax.random.key(0), clf.apply, clf.params, x)
+    res = S.cascading_randomization(clf.apply, clf.params, x, key=jax.random.key(0))
     assert res.layers[0] == "original" and len(res.layers) == 1 + len(S.layer_order(clf.params))
-    k = jnp.argmax(clf(x), -1)
+    k = jnp.argmax(clf(x), -1)[:, None]
     noisy = jnp.clip(x + 0.02 * jax.random.normal(jax.random.key(1), x.shape), 0, 1)
     a = G.vanilla_gradient(clf, x, outputs=k).heatmap()
     b = G.vanilla_gradient(clf, noisy, outputs=k).heatmap()
@@ -312,7 +312,7 @@ def test_public_signatures():
                 continue
             params = list(inspect.signature(fn).parameters.values())
             if "key" in [p.name for p in params]:
-                assert params[0].name == "key", name
+                assert next(p for p in params if p.name == "key").kind is inspect.Parameter.KEYWORD_ONLY, name
             for p in params:
                 if p.default is not inspect.Parameter.empty:
                     assert p.kind is inspect.Parameter.KEYWORD_ONLY, (name, p.name)

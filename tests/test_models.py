@@ -50,7 +50,7 @@ def _forward_three_ways(clf, x):
 
 @pytest.fixture(scope="module")
 def cnn():
-    return models.small_cnn(jax.random.key(0), num_classes=10, input_shape=(28, 28, 1))
+    return models.small_cnn(key=jax.random.key(0), num_classes=10, input_shape=(28, 28, 1))
 
 
 def test_small_cnn_shapes_and_split(cnn):
@@ -88,9 +88,9 @@ def test_wrong_image_shape_and_dtype_raise(cnn):
     with pytest.raises(ValueError, match="fmap"):
         cnn.head(cnn.params, jnp.zeros((1, 7, 7, 3)))
     with pytest.raises(ValueError, match="class_names"):
-        models.small_cnn(jax.random.key(0), num_classes=3, class_names=["a", "b"])
+        models.small_cnn(key=jax.random.key(0), num_classes=3, class_names=["a", "b"])
     with pytest.raises(ValueError, match="valid"):
-        models.create(jax.random.key(0), "vgg", input_shape=(8, 8, 1), num_classes=2)
+        models.create("vgg", key=jax.random.key(0), input_shape=(8, 8, 1), num_classes=2)
 
 
 def test_resnet18_structure_and_forward():
@@ -221,7 +221,7 @@ def test_pretrained_planted_patch_reaches_stated_accuracy():
     acc = _accuracy(clf, images, labels)
     assert acc >= meta["test_slice"]["accuracy"] - 1 / len(labels)
     # fresh images from the same generator (the training key was fold_in(key(0), 0)): still accurate
-    fresh = data.planted_patch(jax.random.key(123), 200, size=32, n_classes=4, patch_size=8)
+    fresh = data.planted_patch(200, key=jax.random.key(123), size=32, n_classes=4, patch_size=8)
     assert _accuracy(clf, fresh.images, fresh.labels) >= 0.97
 
 
@@ -235,7 +235,7 @@ def test_pretrained_weights_are_small():
             assert k in meta, (f, k)
 
 
-def test_public_signatures_key_first_options_keyword_only():
+def test_public_signatures_key_keyword_only():
     import inspect
 
     from shapjax import data as data_mod
@@ -253,6 +253,7 @@ def test_public_signatures_key_first_options_keyword_only():
                 assert inspect.signature(fn).parameters["key"].kind is inspect.Parameter.KEYWORD_ONLY
                 continue
             if any(p.name == "key" for p in params):
-                assert params[0].name == "key", f"{mod.__name__}.{name}: key must come first"
+                key = next(p for p in params if p.name == "key")
+                assert key.kind is inspect.Parameter.KEYWORD_ONLY, f"{mod.__name__}.{name}: key must be keyword-only"
                 checked += 1
     assert checked >= 6

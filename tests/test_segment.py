@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from skimage import data, transform
 
+from shapjax.image import hierarchy as H
 from shapjax.image import segment as S
 
 
@@ -132,7 +133,7 @@ def test_check_segments_traced_requires_n_segments():
 def test_partition_tree_structure(rows, cols):
     seg = S.grid(rows, cols)(np.zeros((12, 15, 1)))[0]
     M = rows * cols
-    t = S.partition_tree(seg)
+    t = H.partition_tree(seg)
     assert t.left.shape == t.right.shape == (M - 1,) and t.members.shape == (2 * M - 1, M)
     assert t.n_leaves == M and t.root == 2 * M - 2
     np.testing.assert_array_equal(t.members[:M], np.eye(M, dtype=bool))
@@ -147,7 +148,7 @@ def test_partition_tree_structure(rows, cols):
 
 def test_partition_tree_splits_longer_axis_first():
     seg = S.grid(2, 4)(np.zeros((8, 16, 1)))[0]  # wide image: first split is left/right
-    t = S.partition_tree(seg)
+    t = H.partition_tree(seg)
     left_half = {0, 1, 4, 5}
     a = t.left[t.root - 8]
     assert set(np.nonzero(t.members[a])[0]) == left_half

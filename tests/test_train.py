@@ -22,7 +22,7 @@ def digits():
 @pytest.fixture(scope="module")
 def tiny():
     """A 4k-parameter CNN for 8x8 digits (initialised once; Classifier is immutable)."""
-    return models.small_cnn(jax.random.key(0), num_classes=10, input_shape=(8, 8, 1), widths=(16, 32), hidden=0)
+    return models.small_cnn(key=jax.random.key(0), num_classes=10, input_shape=(8, 8, 1), widths=(16, 32), hidden=0)
 
 
 def test_few_steps_reduce_the_loss(digits, tiny):
@@ -43,9 +43,9 @@ def test_few_steps_reduce_the_loss(digits, tiny):
 
 
 def test_batchnorm_model_trains_and_updates_running_stats():
-    ds = data.planted_patch(jax.random.key(0), 64, size=8, n_classes=2, patch_size=4)
+    ds = data.planted_patch(64, key=jax.random.key(0), size=8, n_classes=2, patch_size=4)
     kw = {"stage_sizes": (1,), "block": "basic", "width": 4}
-    clf = models.create(jax.random.key(1), "resnet", input_shape=(8, 8, 3), num_classes=2, **kw)
+    clf = models.create("resnet", key=jax.random.key(1), input_shape=(8, 8, 3), num_classes=2, **kw)
     opt = optax.adam(1e-2)
     # BatchNorm + augmentation + adversarial examples (attacked with batch statistics)
     step = make_train_step(clf, opt, shift=1, flip=True, adversarial=PGDConfig(eps=0.02, step_size=0.01, n_steps=2))
@@ -64,8 +64,8 @@ def test_batchnorm_model_trains_and_updates_running_stats():
 def test_train_is_deterministic_and_checkpoints(tmp_path, digits, tiny):
     tr, te = digits
     kw = dict(epochs=2, batch_size=100, learning_rate=2e-2, eval_data=te, progress=False)
-    r1 = train(jax.random.key(0), tiny, tr, checkpoint=tmp_path / "ck", metadata={"data": "digits"}, **kw)
-    r2 = train(jax.random.key(0), tiny, tr, **kw)
+    r1 = train(tiny, tr, key=jax.random.key(0), checkpoint=tmp_path / "ck", metadata={"data": "digits"}, **kw)
+    r2 = train(tiny, tr, key=jax.random.key(0), **kw)
     for a, b in zip(jax.tree_util.tree_leaves(r1.classifier.params), jax.tree_util.tree_leaves(r2.classifier.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert [h["epoch"] for h in r1.history] == [1, 2]
@@ -83,14 +83,14 @@ def test_train_rejects_bad_input(digits, tiny):
     tr, _ = digits
     wrong = data.Dataset(np.zeros((4, 28, 28, 1)), np.zeros(4), tr.class_names)
     with pytest.raises(ValueError, match=r"do not fit the model's input \[N, 8, 8, 1\]"):
-        train(jax.random.key(0), tiny, wrong, progress=False)
+        train(tiny, wrong, key=jax.random.key(0), progress=False)
     bad = data.Dataset(tr.images[:10], np.full(10, 12), tr.class_names)
     with pytest.raises(ValueError, match="labels must lie in"):
-        train(jax.random.key(0), tiny, bad, progress=False)
+        train(tiny, bad, key=jax.random.key(0), progress=False)
     with pytest.raises(ValueError, match="epochs"):
-        train(jax.random.key(0), tiny, tr, epochs=0, progress=False)
+        train(tiny, tr, key=jax.random.key(0), epochs=0, progress=False)
     with pytest.raises(TypeError, match="classifier"):
-        train(jax.random.key(0), tiny.apply, tr, progress=False)
+        train(tiny.apply, tr, key=jax.random.key(0), progress=False)
 
 
 # -------------------------------------------------------------------- PGD
@@ -99,7 +99,7 @@ def test_pgd_stays_in_ball_and_raises_loss(norm, eps, digits, tiny):
     tr, _ = digits
     clf = tiny
     x, y = jnp.asarray(tr.images[:32]), jnp.asarray(tr.labels[:32])
-    adv = pgd_attack(jax.random.key(0), clf.apply, clf.params, x, y, eps=eps, step_size=eps / 4,
+    adv = pgd_attack(clf.apply, clf.params, x, y, key=jax.random.key(0), eps=eps, step_size=eps / 4,
                      n_steps=5, norm=norm)
     assert adv.shape == x.shape
     assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
@@ -119,11 +119,11 @@ def test_pgd_bad_arguments(digits, tiny):
     clf = tiny
     x, y = jnp.asarray(tr.images[:4]), jnp.asarray(tr.labels[:4])
     with pytest.raises(ValueError, match="norm"):
-        pgd_attack(jax.random.key(0), clf.apply, clf.params, x, y, eps=0.1, step_size=0.1, n_steps=2, norm="l1")
+        pgd_attack(clf.apply, clf.params, x, y, key=jax.random.key(0), eps=0.1, step_size=0.1, n_steps=2, norm="l1")
     with pytest.raises(ValueError, match="labels"):
-        pgd_attack(jax.random.key(0), clf.apply, clf.params, x, y[:3], eps=0.1, step_size=0.1, n_steps=2)
+        pgd_attack(clf.apply, clf.params, x, y[:3], key=jax.random.key(0), eps=0.1, step_size=0.1, n_steps=2)
     with pytest.raises(ValueError, match="n_steps"):
-        pgd_attack(jax.random.key(0), clf.apply, clf.params, x, y, eps=0.1, step_size=0.1, n_steps=0)
+        pgd_attack(clf.apply, clf.params, x, y, key=jax.random.key(0), eps=0.1, step_size=0.1, n_steps=0)
 
 
 def test_adversarial_training_is_more_robust(digits, tiny):
@@ -131,13 +131,13 @@ def test_adversarial_training_is_more_robust(digits, tiny):
     tr, te = digits
     attack = dict(eps=0.15, step_size=0.05, n_steps=5, norm="linf")
     kw = dict(epochs=5, batch_size=100, learning_rate=2e-2, progress=False)
-    std = train(jax.random.key(0), tiny, tr, **kw).classifier
-    rob = train(jax.random.key(0), tiny, tr, adversarial=PGDConfig(eps=0.15, step_size=0.05, n_steps=3),
+    std = train(tiny, tr, key=jax.random.key(0), **kw).classifier
+    rob = train(tiny, tr, key=jax.random.key(0), adversarial=PGDConfig(eps=0.15, step_size=0.05, n_steps=3),
                 **kw).classifier
     x, y = te.images[:200], te.labels[:200]
     clean_std, clean_rob = evaluate(std, x, y), evaluate(rob, x, y)
-    adv_std = adversarial_accuracy(jax.random.key(1), std, x, y, **attack)
-    adv_rob = adversarial_accuracy(jax.random.key(1), rob, x, y, **attack)
+    adv_std = adversarial_accuracy(std, x, y, key=jax.random.key(1), **attack)
+    adv_rob = adversarial_accuracy(rob, x, y, key=jax.random.key(1), **attack)
     assert clean_std > 0.6 and clean_rob > 0.4  # both learned the task
     drop_std, drop_rob = clean_std - adv_std, clean_rob - adv_rob
     assert drop_std > drop_rob + 0.15, (clean_std, adv_std, clean_rob, adv_rob)

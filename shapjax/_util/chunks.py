@@ -10,8 +10,10 @@ from shapjax._util.checks import _check_pos_int
 
 DEFAULT_BATCH_SIZE = 256  # model inputs per chunk when ``batch_size=None``
 
+
 def _batch(batch_size) -> int:
     return DEFAULT_BATCH_SIZE if batch_size is None else _check_pos_int(batch_size, "batch_size")
+
 
 def _chunks(xs, bs: int):
     """Pad the leading axis of every leaf of ``xs`` to a multiple of ``bs`` and reshape."""
@@ -27,6 +29,7 @@ def _chunks(xs, bs: int):
 
     return n, n_chunks, bs, jax.tree_util.tree_map(f, xs)
 
+
 def _map_chunks(fn: Callable, xs, batch_size: int):
     """``fn`` over the leading axis of ``xs``, ``batch_size`` rows per call (lax.map)."""
     n, n_chunks, bs, xs_c = _chunks(xs, batch_size)
@@ -34,6 +37,7 @@ def _map_chunks(fn: Callable, xs, batch_size: int):
         return fn(jax.tree_util.tree_map(lambda a: a[0, :n], xs_c))
     out = jax.lax.map(fn, xs_c)
     return jax.tree_util.tree_map(lambda a: a.reshape(n_chunks * bs, *a.shape[2:])[:n], out)
+
 
 def _sum_chunks(fn: Callable, xs, batch_size: int, init: jax.Array) -> jax.Array:
     """``init.at[idx].add(contrib)`` over chunks, where ``fn(chunk) -> (idx, contrib)``.
@@ -53,5 +57,26 @@ def _sum_chunks(fn: Callable, xs, batch_size: int, init: jax.Array) -> jax.Array
         return body(init, (jax.tree_util.tree_map(lambda a: a[0], xs_c), valid[0]))[0]
     return jax.lax.scan(body, init, (xs_c, valid))[0]
 
+
 def _pick(out, k):
     return jnp.take_along_axis(out, k[:, None], axis=1)[:, 0]
+
+
+def under_autodiff(*trees) -> bool:
+    """True when any leaf is being differentiated (a JVP/linearize tracer, possibly under vmap).
+
+    The chunked loops of shapjax unroll then: on XLA:CPU the backward pass of a convolution inside a
+    rolled loop (``lax.map`` / ``lax.scan``) runs 20-40x slower than the same work unrolled
+    (``benchmarks/results/grad_through_explain.md``). Forward-only calls keep the rolled loop, whose
+    compile time does not grow with the number of chunks.
+    """
+    for leaf in jax.tree_util.tree_leaves(trees):
+        x = leaf
+        for _ in range(8):
+            if not isinstance(x, jax.core.Tracer):
+                break
+            name = type(x).__name__
+            if name in ("JVPTracer", "LinearizeTracer"):
+                return True
+            x = getattr(x, "val", None) if hasattr(x, "val") else getattr(x, "primal", None)
+    return False

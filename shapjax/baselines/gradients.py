@@ -3,8 +3,9 @@ r"""Gradient and occlusion attributions on the pixel grid.
 The classic "pixel" explainers that Shapley explanations are compared with.
 Every method takes a batched model ``model_fn(images [N, H, W, C]) -> [N, K]``
 (logits or probabilities), a batch ``images [B, H, W, C]`` and ``outputs``,
-the output to explain for each image (an int, a ``[B]`` int array, or ``None``
-for the model's top prediction on the unmasked image), and returns a
+the output to explain for each image (``"top-1"``, the default: the model's top
+prediction on the unmasked image; an int: that class for every image; a ``[B, 1]`` int array:
+one class per image — the same ``outputs`` values as :func:`shapjax.explain`, with K = 1), and returns a
 :class:`PixelAttribution`.
 
 Conventions
@@ -43,11 +44,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from shapjax._util.api import keyword_key
 from shapjax._util.checks import (
     _broadcast_image_like,
     _check_images,
     _check_key,
-    _check_outputs,
     _check_pos_int,
     _pixel_segments,
 )
@@ -59,6 +60,7 @@ from shapjax._util.chunks import (  # noqa: F401
     _sum_chunks,
 )
 from shapjax._util.modelfn import _join_fn, _n_outputs, _split_fn
+from shapjax._util.outputs import parse_single_output
 
 __all__ = [
     "PixelAttribution", "vanilla_gradient", "gradient_x_input", "integrated_gradients",
@@ -126,7 +128,7 @@ def _resolve_outputs(model_fn, images, outputs, bs):
 def _prepare(model_fn, images, outputs):
     images = _check_images(images)
     K = _n_outputs(model_fn, images)
-    return images, _check_outputs(outputs, images.shape[0], K)
+    return images, parse_single_output(outputs, n_classes=K, batch=images.shape[0])
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -141,7 +143,7 @@ def _simple_impl(fs, fd, images, outputs, baseline, times_input, bs):
                             method="gradient_x_input" if times_input else "vanilla_gradient")
 
 
-def vanilla_gradient(model_fn, images, *, outputs=None, batch_size=None) -> PixelAttribution:
+def vanilla_gradient(model_fn, images, *, outputs="top-1", batch_size=None) -> PixelAttribution:
     r"""Saliency as the input gradient of the explained output (Simonyan et al. 2013).
 
     .. math:: \mathrm{attr}(x) = \partial f_k(x) / \partial x
@@ -149,7 +151,8 @@ def vanilla_gradient(model_fn, images, *, outputs=None, batch_size=None) -> Pixe
     Args:
       model_fn: ``images [N, H, W, C] -> [N, K]``.
       images: ``[B, H, W, C]`` float.
-      outputs: output per image: int, ``[B]`` int, or None (top prediction).
+      outputs: the output explained for each image: ``"top-1"`` (the prediction), an int (that
+        class for every image) or a ``[B, 1]`` int array (see :mod:`shapjax._util.outputs`).
       batch_size: model inputs per chunk (default 256).
 
     Returns:
@@ -163,7 +166,7 @@ def vanilla_gradient(model_fn, images, *, outputs=None, batch_size=None) -> Pixe
     return _simple_impl(fs, fd, images, outputs, jnp.zeros((), images.dtype), False, _batch(batch_size))
 
 
-def gradient_x_input(model_fn, images, *, outputs=None, baseline=0.0,
+def gradient_x_input(model_fn, images, *, outputs="top-1", baseline=0.0,
                      batch_size=None) -> PixelAttribution:
     r"""Gradient times (input minus baseline) (Shrikumar et al. 2016).
 
@@ -228,7 +231,7 @@ def _ig_impl(fs, fd, images, outputs, baseline, steps, rule, bs):
                             method="integrated_gradients")
 
 
-def integrated_gradients(model_fn, images, *, outputs=None, baseline=0.0, steps: int = 32,
+def integrated_gradients(model_fn, images, *, outputs="top-1", baseline=0.0, steps: int = 32,
                          rule: str = "trapezoid", batch_size=None) -> PixelAttribution:
     r"""Integrated Gradients (Sundararajan et al. 2017).
 
@@ -277,7 +280,8 @@ def _smooth_impl(key, fs, fd, images, outputs, sigma, n, bs):
     return PixelAttribution(maps=maps, output_indexes=k, method="smoothgrad")
 
 
-def smoothgrad(key, model_fn, images, *, outputs=None, n_samples: int = 32, noise: float = 0.15,
+@keyword_key
+def smoothgrad(model_fn, images, *, key, outputs="top-1", n_samples: int = 32, noise: float = 0.15,
                input_range: tuple[float, float] | None = None, batch_size=None) -> PixelAttribution:
     r"""SmoothGrad: the gradient averaged over noisy copies (Smilkov et al. 2017).
 
@@ -338,7 +342,8 @@ def _eg_impl(key, fs, fd, images, background, outputs, noise_std, n, bs):
                             method="expected_gradients")
 
 
-def expected_gradients(key, model_fn, images, background, *, outputs=None, n_samples: int = 64,
+@keyword_key
+def expected_gradients(model_fn, images, background, *, key, outputs="top-1", n_samples: int = 64,
                        noise_std: float = 0.0, batch_size=None) -> PixelAttribution:
     r"""Expected Gradients / GradientSHAP (Erion et al. 2021; Lundberg & Lee 2017).
 
@@ -405,7 +410,7 @@ def _gradcam_impl(ffs, ffd, hfs, hfd, images, outputs, bs):
     return PixelAttribution(maps=up[..., None], output_indexes=k, coarse_maps=cam, method="grad_cam")
 
 
-def grad_cam(features_fn, head_fn, images, *, outputs=None, batch_size=None) -> PixelAttribution:
+def grad_cam(features_fn, head_fn, images, *, outputs="top-1", batch_size=None) -> PixelAttribution:
     r"""Grad-CAM class activation maps (Selvaraju et al. 2017).
 
     With :math:`A = \mathrm{features}(x)` the last conv feature map ``[h, w, F]``
@@ -422,7 +427,7 @@ def grad_cam(features_fn, head_fn, images, *, outputs=None, batch_size=None) -> 
       features_fn: ``images [N, H, W, C] -> fmap [N, h, w, F]``.
       head_fn: ``fmap [N, h, w, F] -> [N, K]``, with head(features(x)) the model.
       images: ``[B, H, W, C]``.
-      outputs: int, ``[B]`` int or None (top prediction of head(features(x))).
+      outputs: as :func:`vanilla_gradient` (``"top-1"``: the prediction of head(features(x))).
       batch_size: images per chunk (default 256).
 
     Returns:
@@ -443,7 +448,7 @@ def grad_cam(features_fn, head_fn, images, *, outputs=None, batch_size=None) -> 
     out = jax.eval_shape(head_fn, fm)
     if getattr(out, "ndim", None) != 2:
         raise ValueError(f"head_fn: expected an output [B, K], got {getattr(out, 'shape', out)}")
-    outputs = _check_outputs(outputs, images.shape[0], out.shape[1])
+    outputs = parse_single_output(outputs, n_classes=out.shape[1], batch=images.shape[0])
     return _gradcam_impl(ffs, ffd, hfs, hfd, images, outputs, _batch(batch_size))
 
 
@@ -488,7 +493,7 @@ def _occlusion_impl(fs, fd, images, outputs, baseline, window, stride, bs):
     return PixelAttribution(maps=(total / counts)[..., None], output_indexes=k, method="occlusion")
 
 
-def occlusion(model_fn, images, *, outputs=None, window=8, stride=None, baseline=0.0,
+def occlusion(model_fn, images, *, outputs="top-1", window=8, stride=None, baseline=0.0,
               batch_size=None) -> PixelAttribution:
     r"""Sliding-window occlusion (Zeiler & Fergus 2014).
 

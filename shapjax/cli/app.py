@@ -2,9 +2,10 @@
 
 Commands:
 
-* ``shapjax explain IMAGES... [options]`` - explain a classifier on image
-  files, folders or datasets; writes one figure per batch, the raw results
-  (``explanations.npz``) and a JSON summary (``summary.json``, written last).
+* ``shapjax explain SOURCE... [options]`` - explain a classifier on image
+  files, folders or datasets, streamed through :func:`shapjax.explain_dataset`
+  (:mod:`shapjax.cli.explain_job`): the resumable store ``results.zarr``,
+  figures of the first images and a JSON summary (``summary.json``, written last).
 * ``shapjax demo`` - the same job on the shipped models and sample images.
 * ``shapjax models`` / ``shapjax methods`` - what is available, one line each.
 * ``shapjax train ...`` / ``shapjax compare ...`` / ``shapjax counterfactual ...`` - delegate to
@@ -12,8 +13,8 @@ Commands:
 
 Every error the user can cause (missing or unreadable image, unknown model,
 method, masker or segmenter, shape mismatch, bad option values) ends with one
-line ``shapjax: error: ...`` on stderr and a non-zero exit; ``--debug`` shows
-the traceback instead. Result files are written to a temporary name and moved
+line ``shapjax: error: ...`` on stderr and exit status 2 (1 for an internal
+error, 130 when interrupted); ``--debug`` shows the traceback instead. Result files are written to a temporary name and moved
 into place (``os.replace``), the JSON summary last, so an interrupted run never
 leaves a complete-looking but partial result.
 
@@ -31,17 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shapjax.cli.jobs import (
-    UsageError,
-    check_channels,
-    check_specs,
-    class_index,
-    positive_fraction_in_mask,
-    read_inputs,
-    resolve_model,
-    run_job,
-    write_json,
-)
+from shapjax.cli.args import seed_arg
+from shapjax.cli.jobs import UsageError, positive_fraction_in_mask, resolve_model, run_job, write_json
+from shapjax.models.importers.spec import add_model_arguments
 
 PROG = "shapjax"
 SUMMARY_NAME = "summary.json"
@@ -120,16 +113,19 @@ def method_rows() -> list[tuple[str, str, list[str]]]:
                 if m and first and re.search(rf"{first.group(0)}[^;()]*?{m.group(1)}", text):
                     picked.append(r)
             refs = picked or refs
-        if not est.shapley:
-            desc = desc.rstrip(".") + " (not a Shapley value)."
         rows.append((name, desc, refs))
     return rows
 
 
 def methods_lines() -> list[str]:
+    """One line per method: name, what its values estimate (:data:`ESTIMATORS` ``[name].estimates``), summary, references."""
+    from shapjax.engine.estimators import ESTIMATORS
+
     rows = method_rows()
     w = max(len(r[0]) for r in rows)
-    return [f"{n:<{w}}  {d}  [{'; '.join(short_reference(r) for r in refs)}]" for n, d, refs in rows]
+    we = max(len(e.estimates) for e in ESTIMATORS.values())
+    return [f"{n:<{w}}  {ESTIMATORS[n].estimates:<{we}}  {d}  [{'; '.join(short_reference(r) for r in refs)}]"
+            for n, d, refs in rows]
 
 
 def _accuracy(meta: dict):
@@ -192,26 +188,9 @@ def _start_output(out) -> Path:
 
 
 def cmd_explain(args) -> int:
-    check_specs(args.method, args.segments, args.masker)
-    for name in ("n_evals", "top_k", "batch_size", "limit", "model_batch"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    clf = resolve_model(args.model)
-    check_channels(clf.input_shape[2], f"model {args.model!r}")
-    for c in args.classes or ():
-        class_index(c, clf.class_names)
-    quiet = getattr(args, "quiet", False)
-    images, names, labels, masks = read_inputs(args.images, clf.input_shape, resize=not args.no_resize,
-                                               class_names=clf.class_names, limit=args.limit, progress=not quiet)
-    out = _start_output(args.out)
-    _note(args, f"{PROG}: explaining {len(images)} image(s) with {args.model} -> {out}")
-    summary, _ = run_job(clf, images, names, method=args.method, n_evals=args.n_evals, segments=args.segments,
-                         masker=args.masker, top_k=args.top_k, classes=args.classes, batch_size=args.batch_size,
-                         model_batch=args.model_batch, seed=args.seed, score=args.score, out=out, labels=labels,
-                         masks=masks, progress=not quiet, metadata={"command": args.command_line})
-    write_json(out / SUMMARY_NAME, summary)
-    print(_summary_line(summary, out), flush=True)
-    return 0
+    from shapjax.cli import explain_job
+
+    return explain_job.run(args, prog=PROG)
 
 
 def cmd_demo(args) -> int:
@@ -281,19 +260,23 @@ def _delegate(name: str, argv: list[str], *, quiet: bool) -> int:
 
 
 _EXPLAIN_EPILOG = """\
-images: files (PNG, JPEG, ...), folders (every image file inside, sorted),
-  tfds:NAME:SPLIT[:N] (a tensorflow-datasets split, e.g. tfds:mnist:test:16) or
-  samples:NAME[:N] (shipped samples: mnist, planted-patch). Each image is
-  converted to the model's input: resized to (H, W), grey/RGB to C channels,
-  scaled to [0, 1].
+sources: files (PNG, JPEG, ...), folders (every image file inside, sorted),
+  idx:IMAGES[,LABELS] (MNIST-format files), tfds:NAME:SPLIT[:N] (a prepared
+  tensorflow-datasets split, e.g. tfds:mnist:test:16) or samples:NAME[:N]
+  (shipped samples: mnist, planted-patch). Images are read as they are
+  explained, converted to the model's input: resized to (H, W), grey/RGB to C
+  channels, scaled to [0, 1] (a colour-to-grey conversion, a large downscale or
+  an aspect-ratio squash is warned about).
 segments: grid:RxC (grid:8x8), slic[:N] (slic:50), quickshift[:kernel_size],
   felzenszwalb[:scale].
 masker (what an absent segment becomes): constant[:V] (constant:0),
   blur[:SIGMA] (blur:5), segment_mean, mean (the images' mean colour).
-outputs in --out: figure.png (figure_000.png, ... one per batch),
-  explanations.npz (values, base_values, full_values, std, segments,
-  output_indexes, probs, images, names, labels, metadata) and summary.json
-  (written last: its presence marks a finished run).
+outputs in --out: results.zarr (the zarr v3 store: values, std, base_values,
+  full_values, output_indexes, model_outputs, segments, images, ids, labels,
+  done; read it with shapjax.load_results), figure.png (figure_000.png, ...
+  eight images each, for the first --figures images) and summary.json
+  (written last: its presence marks a finished run). Rerunning with the same
+  --out resumes: only images not done are explained; --overwrite starts over.
 
 example: shapjax explain digit.png --model mnist-cnn --segments grid:7x7 --masker constant:0
 """
@@ -310,6 +293,9 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="no progress bars or notes (the final summary line is still printed)")
+    common.add_argument("--no-cache", action="store_true", default=argparse.SUPPRESS,
+                        help="do not use the persistent compilation cache (default: on, in $SHAPJAX_CACHE_DIR or "
+                             "~/.cache/shapjax/jax; SHAPJAX_NO_CACHE=1 also turns it off)")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks instead of one-line errors")
     p = _Parser(prog=PROG, parents=[common],
@@ -319,11 +305,13 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", parents=[common], formatter_class=fmt, epilog=_EXPLAIN_EPILOG,
                        help="explain a classifier's predictions on images; write figures and results",
                        description="Explain a classifier's top classes on images with Shapley values of image "
-                                   "segments; write one figure per batch, explanations.npz and summary.json.")
-    e.add_argument("images", nargs="+", metavar="IMAGES",
-                   help="image files, folders, tfds:NAME:SPLIT[:N], samples:NAME[:N]")
-    e.add_argument("--model", default="mnist-cnn", help="shipped model name (see `shapjax models`) or checkpoint "
-                   "path (default: mnist-cnn)")
+                                   "segments, streaming the images into a resumable store (results.zarr); write "
+                                   "figures of the first images and summary.json.")
+    e.add_argument("images", nargs="+", metavar="SOURCE",
+                   help="image files, folders, idx:IMAGES[,LABELS], tfds:NAME:SPLIT[:N], samples:NAME[:N]")
+    e.add_argument("--model", default="mnist-cnn", help="shipped model name (see `shapjax models`), checkpoint "
+                   "path, orbax folder, torch:FILE, keras:FILE, onnx:FILE or module:function (default: mnist-cnn)")
+    add_model_arguments(e)
     e.add_argument("--method", default="kernel", help="estimator (see `shapjax methods`; default: kernel)")
     e.add_argument("--n-evals", type=int, default=2048, help="model evaluations per image (default: 2048)")
     e.add_argument("--segments", default="grid:8x8", help="segmenter spec (default: grid:8x8)")
@@ -332,12 +320,17 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--classes", nargs="+", metavar="CLASS", help="explain these classes (names or indexes) instead")
     e.add_argument("--score", choices=("logit", "prob"), default="logit",
                    help="explain the logits or the softmax probabilities (default: logit)")
-    e.add_argument("--batch-size", type=int, default=8, help="images per batch = per figure (default: 8)")
+    e.add_argument("--batch-size", type=int, default=None,
+                   help="images per device batch (default: 8 per device)")
     e.add_argument("--model-batch", type=int, default=None, help="composed images per model call (default: auto)")
     e.add_argument("--limit", type=int, default=None, help="explain at most this many images")
     e.add_argument("--no-resize", action="store_true", help="fail on images whose size differs from the model's")
-    e.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
+    e.add_argument("--seed", type=seed_arg, default=0, help="PRNG seed (default: 0)")
     e.add_argument("--out", default="shapjax-out", help="output folder (default: ./shapjax-out)")
+    e.add_argument("--figures", type=int, default=8, help="figures of the first N images (default: 8; 0 = none)")
+    e.add_argument("--overwrite", action="store_true", help="start over instead of resuming the results in --out")
+    e.add_argument("--no-store-images", action="store_true", help="do not copy the images into results.zarr")
+    e.add_argument("--download", action="store_true", help="let tfds download a dataset that is not prepared")
     e.set_defaults(func=cmd_explain)
     d = sub.add_parser("demo", parents=[common], help="explain the shipped models on the shipped sample images",
                        description="Run the main job on the embedded defaults: the shipped MNIST model on shipped "
@@ -345,7 +338,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "patch?). Writes figures, results and summary.json into --out.")
     d.add_argument("--out", default="shapjax-demo", help="output folder (default: ./shapjax-demo)")
     d.add_argument("--n-evals", type=int, default=None, help="evaluations per image (default: 1024)")
-    d.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
+    d.add_argument("--seed", type=seed_arg, default=0, help="PRNG seed (default: 0)")
     d.set_defaults(func=cmd_demo)
     sub.add_parser("models", parents=[common], help="list the shipped models",
                    description="List the shipped models: input shape, classes, accuracy.").set_defaults(func=cmd_models)
@@ -369,6 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``shapjax`` command line; returns the exit status (0 = success)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    if "--no-cache" not in argv:  # a second run starts warm (docs: shapjax._util.compilation_cache)
+        from shapjax._util.compilation_cache import enable_compilation_cache
+
+        enable_compilation_cache()
+    else:
+        argv = [a for a in argv if a != "--no-cache"]
     i = 0
     while i < len(argv) and argv[i] in ("-q", "--quiet", "--debug"):
         i += 1
@@ -389,13 +388,14 @@ def main(argv: list[str] | None = None) -> int:
             args.command_line = f"{PROG} " + shlex.join(argv)
             return int(args.func(args) or 0)
         except KeyboardInterrupt:
-            print(f"\n{PROG}: interrupted (results not written; figures already saved are complete)", file=sys.stderr)
+            print(f"\n{PROG}: interrupted (finished batches are kept in the store: rerun the same command to "
+                  "resume)", file=sys.stderr)
             return 130
     except (UsageError, ValueError, TypeError, OSError) as e:
         if debug:
             raise
         print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
-        return 1
+        return 2
     except Exception as e:  # noqa: BLE001 - never a traceback without --debug
         if debug:
             raise

@@ -14,16 +14,21 @@ import sys
 import jax
 import numpy as np
 
+from shapjax.cli.args import seed_arg
 from shapjax.evaluation.compare import (
-    _METRIC_ALIASES,
     DEFAULT_METHODS,
     DEFAULT_METRICS,
+    METHODS,
     METRICS,
+    PEER_METHODS,
     CompareResult,
-    _resolve,
     compare,
+    metric_title,
     resolve_methods,
+    resolve_metrics,
 )
+from shapjax.evaluation.peers import check_peer
+from shapjax.models.importers.spec import add_model_arguments, model_options
 
 _USAGE = """shapjax compare --model mnist-cnn|planted-patch|CHECKPOINT --data samples:mnist|samples:planted-patch|
                        planted-patch|tfds:NAME|FOLDER --out DIR [options]"""
@@ -43,20 +48,28 @@ def _parser():
             raise _UsageError(message)
 
     p = Parser(prog="shapjax compare", usage=_USAGE, description=(
-        "Explain the same images with SHAP estimators, LIME, occlusion and gradient methods, score them "
-        "(deletion/insertion AUC, faithfulness, sparseness, complexity, pointing game and mass in mask) "
-        "and write results.csv, results.json and compare.png."))
-    p.add_argument("--model", default="mnist-cnn", help="shipped model name or checkpoint path (default mnist-cnn)")
+        "Explain the same images with SHAP estimators, LIME, occlusion and gradient methods (and the peer "
+        "libraries shap, captum and lime on the same model, segments and budget), score them with the same "
+        "metrics and write results.csv, results.json and compare.png."),
+        epilog="methods: " + ", ".join(METHODS) + "  (peers need: pip install \"shapjax[peers]\")\n\nmetrics "
+               "('all' for every one, 'default'):\n" + "\n".join(f"  {m:<26s} {metric_title(m)}" for m in METRICS),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="mnist-cnn", help="shipped model name, checkpoint path, orbax folder, "
+                   "torch:FILE, keras:FILE, onnx:FILE or module:function (default mnist-cnn)")
+    add_model_arguments(p)
     p.add_argument("--data", default=None, help="data source (default: the shipped samples of the model)")
     p.add_argument("--n", type=int, default=8, help="images to explain (default 8)")
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated methods or 'all'")
-    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help="comma-separated metrics")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help="comma-separated methods, 'all' (shapjax's) or 'peers' (" + ", ".join(PEER_METHODS) + ")")
+    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help="comma-separated metrics, 'all' or 'default'")
+    p.add_argument("--sensitivity-samples", type=int, default=4,
+                   help="perturbed copies per image of max-/avg-sensitivity (default 4)")
     p.add_argument("--segments", default="grid:7x7", help="segmenter spec: grid:RxC, slic[:n], quickshift, ...")
     p.add_argument("--masker", default="constant:0",
                    help="constant[:v], blur[:sigma], segment_mean, mean (dataset mean), background[:R]")
     p.add_argument("--n-evals", type=int, default=1024, help="model evaluations per image (default 1024)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="PRNG seed (default 0)")
     p.add_argument("--batch-size", type=int, default=None, help="model inputs per chunk")
     p.add_argument("--max-plot", type=int, default=8, help="images (rows) in compare.png (default 8)")
     p.add_argument("--warmup", action="store_true", help="time each method after a warm-up run (no compile time)")
@@ -64,15 +77,13 @@ def _parser():
     return p
 
 
-def _load_model(spec: str):
-    from shapjax import models
+def _load_model(spec: str, **options):
+    from shapjax.models.importers import load_model
 
-    if spec in models.available():
-        return models.pretrained(spec)
-    if any(os.path.exists(spec + s) for s in ("", ".json", ".msgpack")):
-        return models.load_checkpoint(spec)
-    raise ValueError(f"--model: {spec!r} is neither a shipped model ({', '.join(models.available()) or 'none'}) "
-                     "nor a checkpoint path")
+    try:
+        return load_model(spec, **{k: v for k, v in options.items() if v is not None})
+    except (FileNotFoundError, TypeError, ImportError) as e:
+        raise ValueError(f"--model: {e}") from None
 
 
 def _load_data(spec: str, n: int, shape, seed: int):
@@ -112,18 +123,21 @@ def _run_cli(argv) -> int:
     from shapjax.image.segment import get_segmenter
 
     args = _parser().parse_args(list(argv))
-    for name in ("n", "n_evals", "max_plot", "batch_size"):
+    for name in ("n", "n_evals", "max_plot", "batch_size", "sensitivity_samples"):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise _UsageError(f"--{name.replace('_', '-')}: expected a positive int, got {v}")
-    for what, fn in (("methods", lambda s: resolve_methods(s, n_segments=1)),
-                     ("metrics", lambda s: _resolve(s, METRICS, _METRIC_ALIASES, "metrics")),
-                     ("segments", get_segmenter)):
+    def methods_ok(s):
+        for m in resolve_methods(s, n_segments=1):
+            if METHODS[m].library != "shapjax":
+                check_peer(m)
+
+    for what, fn in (("methods", methods_ok), ("metrics", resolve_metrics), ("segments", get_segmenter)):
         try:
             fn(getattr(args, what))
         except ValueError as e:
             raise _UsageError(f"--{what}: {e}") from None
-    clf = _load_model(args.model)
+    clf = _load_model(args.model, **model_options(args))
     data_spec = args.data or _DEFAULT_DATA.get(args.model)
     if data_spec is None:
         raise _UsageError("--data: required for a checkpoint model")
@@ -135,6 +149,7 @@ def _run_cli(argv) -> int:
                   masks=None if ds.masks is None else ds.masks[:n],
                   labels=ds.labels[:n] if bool(np.any(ds.labels[:n] >= 0)) else None,
                   background=ds.images[n:n + _N_BACKGROUND] if len(ds) > n else None,
+                  metric_options={"sensitivity": {"n_samples": args.sensitivity_samples}},
                   batch_size=args.batch_size, warmup=args.warmup, progress=not args.quiet)
     res.meta.update(model=args.model, data=data_spec, seed=args.seed)
     paths = res.save(args.out, max_images=args.max_plot)
@@ -144,12 +159,7 @@ def _run_cli(argv) -> int:
 
 
 def _summary_text(res: CompareResult) -> str:
-    cols = list(res.metrics) + ["seconds", "model_evals"]
-    w = max(len(m) for m in res.methods) + 2
-    lines = ["method".ljust(w) + "".join(c[:12].rjust(13) for c in cols)]
-    for m in res.methods:
-        lines.append(m.ljust(w) + "".join(f"{res.summary[m][c]['mean']:13.4g}" for c in cols))
-    return "\n".join(lines)
+    return res.summary_text()
 
 
 def main(argv=None) -> int:

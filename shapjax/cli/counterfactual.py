@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shapjax.cli.jobs import UsageError, check_channels, read_inputs, resolve_model, write_json
+from shapjax.cli.jobs import UsageError, check_channels, resolve_model, write_json
 
 PROG = "shapjax counterfactual"
 RESULTS_NAME = "counterfactuals.npz"
@@ -81,6 +81,21 @@ def _target(spec: str, class_names):
                      f"[0, {len(class_names)}) or one of: {', '.join(class_names)}")
 
 
+def read_inputs(items, clf, *, resize: bool, limit=None):
+    """The IMAGES arguments through the explain job's sources -> ``(images [N, H, W, C], names, labels)``."""
+    from shapjax.cli.explain_job import open_inputs
+
+    src = open_inputs(items, clf, resize=resize, limit=limit)
+    src.with_shape(clf.input_shape, resize=resize)
+    if len(src) == 0:
+        raise UsageError("no images to read")
+    try:
+        batch = src.read(np.arange(len(src)))
+    except (ValueError, OSError) as e:
+        raise UsageError(" ".join(str(e).split())) from None
+    return batch.images.astype(np.float32), [str(i) for i in batch.ids], np.asarray(batch.labels, np.int32)
+
+
 def _search(method, clf, x, *, key, target, args):
     from shapjax import counterfactual as cfl
 
@@ -115,8 +130,7 @@ def main(argv=None) -> int:
     check_channels(clf.input_shape[2], f"model {args.model!r}")
     names_cls = list(clf.class_names)
     target = _target(args.target, names_cls)
-    images, names, labels, _ = read_inputs(args.images, clf.input_shape, resize=not args.no_resize,
-                                           class_names=names_cls, limit=args.limit, progress=not args.quiet)
+    images, names, labels = read_inputs(args.images, clf, resize=not args.no_resize, limit=args.limit)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out: {out} exists and is not a folder")

@@ -1,10 +1,11 @@
-"""The batch explain job behind ``shapjax explain`` and ``shapjax demo``.
+"""The in-memory job behind ``shapjax demo`` and the helpers of ``shapjax explain``.
 
-:func:`read_inputs` turns image files, folders and dataset specs into model
-inputs; :func:`run_job` explains them in batches with :func:`shapjax.explain`,
-writes one figure per batch (:func:`shapjax.plot.image_plot`) and the raw
-results (``.npz``), every file written to a temporary name and moved into place
-(``os.replace``), so an interrupted job never leaves a partial file.
+``shapjax explain`` streams whole datasets through :func:`shapjax.explain_dataset`
+(:mod:`shapjax.cli.explain_job`); :func:`run_job` explains a few in-memory images
+in batches with :func:`shapjax.explain` (the demo), writes one figure per batch
+(:func:`shapjax.plot.image_plot`) and the raw results (``.npz``), every file
+written to a temporary name and moved into place (``os.replace``), so an
+interrupted job never leaves a partial file.
 
 Errors caused by the user's input (missing or unreadable file, unknown model,
 shape mismatch, bad spec) raise :class:`UsageError`, a ``ValueError`` whose
@@ -25,8 +26,6 @@ import numpy as np
 
 from shapjax._util.io import atomic_write
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-DATA_PREFIXES = ("tfds:", "samples:")
 RESULTS_NAME = "explanations.npz"
 
 
@@ -45,19 +44,22 @@ def _pretrained(name: str):
     return models.pretrained(name)
 
 
-def resolve_model(spec: str):
-    """``--model``: a shipped model name or a checkpoint path -> :class:`shapjax.models.Classifier`."""
-    from shapjax import models
+def resolve_model(spec: str, **options):
+    """``--model`` (+ ``--arch/--class-names/--normalize/--input-size``) -> :class:`shapjax.models.Classifier`.
 
-    names = models.available()
-    if spec in names:
+    Every spec of :func:`shapjax.models.importers.load_model`: a shipped name, a checkpoint, an orbax folder,
+    ``torch:FILE``, ``keras:FILE``, ``onnx:FILE`` or ``module:function``.
+    """
+    from shapjax import models
+    from shapjax.models.importers import load_model
+
+    options = {k: v for k, v in options.items() if v is not None}
+    if spec in models.available() and not options:
         return _pretrained(spec)
-    p = Path(spec)
-    candidates = [p, p.with_name(p.name + ".msgpack")] + ([p.with_suffix(".msgpack")] if p.suffix == ".json" else [])
-    if any(c.is_file() for c in candidates):
-        return models.load_checkpoint(p)
-    raise UsageError(f"--model: unknown model {spec!r}: not a shipped model ({', '.join(names) or 'none shipped'}) "
-                     "nor a checkpoint file (NAME.msgpack with NAME.json beside it)")
+    try:
+        return load_model(spec, **options)
+    except (FileNotFoundError, ValueError, TypeError, ImportError) as e:
+        raise UsageError(f"--model: {e}") from None
 
 
 def check_channels(c: int, who: str) -> None:
@@ -67,124 +69,20 @@ def check_channels(c: int, who: str) -> None:
 
 
 def read_image(path, input_shape, *, resize: bool = True) -> np.ndarray:
-    """Read a PNG/JPEG/... file with PIL as a model input ``[H, W, C]`` float32 in [0, 1].
+    """Read a PNG/JPEG/... file as a model input ``[H, W, C]`` float32 in [0, 1] (:func:`shapjax.data.files.load_image`).
 
     Grey/RGB/alpha/palette images are converted to the model's C channels (1 or
     3) and resized (bilinear) to its (H, W); with ``resize=False`` a size
     mismatch is an error.
     """
-    from PIL import Image, UnidentifiedImageError
+    from shapjax.data.files import load_image
 
     H, W, C = input_shape
     check_channels(C, "the model")
-    path = Path(path)
-    if not path.exists():
-        raise UsageError(f"image file not found: {path}")
-    if path.is_dir():
-        raise UsageError(f"{path} is a folder, not an image file")
     try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit / float grey
-                a = np.asarray(im, np.float32)
-                a = a / (65535.0 if a.max() > 255 else 255.0)
-                im = Image.fromarray(np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8))
-            im = im.convert("L" if C == 1 else "RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UsageError(f"cannot read image {path}: {msg}") from None
-    if (im.height, im.width) != (H, W):
-        if not resize:
-            raise UsageError(f"model/image shape mismatch: {path} is {im.height}x{im.width} but the model "
-                             f"expects {H}x{W}x{C} images (drop --no-resize to resize)")
-        im = im.resize((W, H), Image.BILINEAR)
-    a = np.asarray(im, np.float32) / 255.0
-    return a[..., None] if a.ndim == 2 else a
-
-
-def _folder_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-    if not files:
-        raise UsageError(f"folder {folder} contains no image files ({', '.join(IMAGE_EXTENSIONS)})")
-    return files
-
-
-def _load_dataset(spec: str, input_shape, *, resize: bool):
-    """``tfds:NAME[:SPLIT[:N]]`` or ``samples:NAME[:N]`` through :func:`shapjax.data.load`."""
-    from shapjax import data
-
-    H, W, C = input_shape
-    check_channels(C, "the model")
-    kind, _, rest = spec.partition(":")
-    parts = rest.split(":")
-    n = None
-    if parts and parts[-1].isdigit():
-        n = int(parts.pop())
-        if n < 1:
-            raise UsageError(f"{spec!r}: the number of images must be >= 1")
-    if kind == "tfds":
-        if not parts or not parts[0] or len(parts) > 2:
-            raise UsageError(f"bad dataset spec {spec!r}: expected tfds:NAME:SPLIT[:N], e.g. tfds:mnist:test:16")
-        source, split = f"tfds:{parts[0]}", (parts[1] if len(parts) > 1 and parts[1] else "test")
-    else:
-        if len(parts) != 1 or not parts[0]:
-            raise UsageError(f"bad sample spec {spec!r}: expected samples:NAME[:N], e.g. samples:mnist:8")
-        source, split = f"samples:{parts[0]}", None
-    try:
-        ds = data.load(source, split=split, n=n, size=(H, W) if resize else None, channels=C)
-    except (ValueError, TypeError, FileNotFoundError, UsageError):
-        raise
-    except Exception as e:  # noqa: BLE001 - tfds raises many types (network, missing files)
-        msg = str(e).splitlines()[0] if str(e) else ""
-        raise UsageError(f"cannot load {spec!r}: {type(e).__name__}: {msg}") from None
-    if ds.images.shape[1:] != (H, W, C):
-        raise UsageError(f"model/image shape mismatch: {spec} has images {ds.images.shape[1:]} but the model expects "
-                         f"{(H, W, C)} (drop --no-resize to resize)")
-    return ds
-
-
-def read_inputs(inputs, input_shape, *, resize: bool = True, class_names=None, limit=None, progress=False):
-    """Resolve the IMAGES arguments (files, folders, ``tfds:``/``samples:`` specs).
-
-    Returns ``(images [N, H, W, C] float32, names [N], labels [N] (-1 unknown), masks [N, H, W] | None)``.
-    """
-    where = []
-    for item in inputs:  # check every path first: fail before reading anything
-        if item.startswith(DATA_PREFIXES) and not Path(item).exists():
-            where.append(("data", item))
-            continue
-        p = Path(item)
-        if not p.exists():
-            raise UsageError(f"image file not found: {item}")
-        where += [("file", f) for f in (_folder_files(p) if p.is_dir() else [p])]
-    if limit is not None:
-        where = where[:limit]
-    images, names, labels, masks = [], [], [], []
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(where), desc="read", unit="img", leave=False, disable=not progress or len(where) < 32) as bar:
-        for kind, item in where:
-            if kind == "file":
-                images.append(read_image(item, input_shape, resize=resize))
-                names.append(item.name)
-                labels.append(-1)
-                masks.append(None)
-            else:
-                ds = _load_dataset(item, input_shape, resize=resize)
-                same = class_names is not None and list(ds.class_names) == list(class_names)
-                for i in range(len(ds)):
-                    images.append(ds.images[i])
-                    names.append(f"{item}#{i}")
-                    labels.append(int(ds.labels[i]) if same else -1)
-                    masks.append(None if ds.masks is None else ds.masks[i])
-            bar.update(1)
-    if limit is not None:
-        images, names, labels, masks = images[:limit], names[:limit], labels[:limit], masks[:limit]
-    if not images:
-        raise UsageError("no images to explain")
-    m = None if any(x is None for x in masks) else np.stack(masks)
-    return np.stack(images).astype(np.float32), names, np.asarray(labels, np.int32), m
+        return load_image(path, size=(H, W), channels=C, resize=resize)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
 
 
 # --------------------------------------------------------------------------- the job

@@ -8,8 +8,10 @@ import sys
 
 import jax
 
+from shapjax.cli.args import seed_arg
 from shapjax.models.adversarial import PGDConfig
-from shapjax.models.classifier import ARCHITECTURES, _paths, create, load_checkpoint
+from shapjax.models.checkpoint import _paths, load_checkpoint
+from shapjax.models.classifier import ARCHITECTURES, create
 from shapjax.models.train import train
 
 
@@ -38,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--weight-decay", type=float, default=1e-4)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=seed_arg, default=0)
     t.add_argument("--shift", type=int, default=0, help="random shifts of up to PX pixels")
     t.add_argument("--flip", action="store_true", help="random horizontal flips")
     a = p.add_argument_group("adversarial training (PGD, Madry et al. 2018)")
@@ -86,7 +88,7 @@ def main(argv: list[str]) -> int:
                 if args.arch != "small_cnn":
                     raise ValueError("--widths applies to --arch small_cnn only")
                 kw["widths"] = tuple(int(w) for w in args.widths.split(","))
-            clf = create(k_init, args.arch, input_shape=train_ds.input_shape,
+            clf = create(args.arch, key=k_init, input_shape=train_ds.input_shape,
                          class_names=train_ds.class_names or None,
                          num_classes=None if train_ds.class_names else int(train_ds.labels.max()) + 1, **kw)
         adv = None
@@ -98,11 +100,14 @@ def main(argv: list[str]) -> int:
                          "eval": args.eval_data or f"last {len(eval_ds)} examples of {args.data}",
                          "n_eval": len(eval_ds)},
                 "seed": args.seed}
-        result = train(k_train, clf, train_ds, epochs=args.epochs, batch_size=args.batch_size,
+        result = train(clf, train_ds, key=k_train, epochs=args.epochs, batch_size=args.batch_size,
                        learning_rate=args.lr, weight_decay=args.weight_decay, eval_data=eval_ds,
                        shift=args.shift, flip=args.flip, adversarial=adv, checkpoint=args.out,
                        metadata=meta, progress=not args.no_progress,
                        log=lambda m: print(m, file=sys.stderr))
+    except FloatingPointError as e:  # the run failed (diverged), the arguments were fine
+        print(f"shapjax train: error: {e}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"shapjax train: error: {e}", file=sys.stderr)
         return 2

@@ -17,6 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shapjax._util.api import keyword_key
+from shapjax._util.checks import check_output_dtype
+
 ValueFn = Callable[[jax.Array], jax.Array]
 
 
@@ -57,6 +60,8 @@ def output_spec(value_fn: ValueFn, n_players: int, batch_size: int):
             f"{type(e).__name__}: {e}"
         ) from e
     shape = getattr(out, "shape", None)
+    if shape is not None and hasattr(out, "dtype"):
+        check_output_dtype(out.dtype, "value_fn")
     if shape is None or len(shape) not in (1, 2) or shape[0] != batch_size:
         raise ValueError(
             f"value_fn must return an array of shape [N] or [N, K] for coalitions [N, M]; "
@@ -65,7 +70,7 @@ def output_spec(value_fn: ValueFn, n_players: int, batch_size: int):
     return None if len(shape) == 1 else int(shape[1])
 
 
-def evaluate(value_fn: ValueFn, coalitions: jax.Array, *, batch_size: int) -> jax.Array:
+def evaluate(value_fn: ValueFn, coalitions: jax.Array, *, batch_size: int, unroll: bool = False) -> jax.Array:
     """Evaluate ``value_fn`` on ``coalitions [N, M]`` in chunks of ``batch_size`` rows.
 
     The chunks run under ``jax.lax.map`` so the whole evaluation is one
@@ -89,6 +94,8 @@ def evaluate(value_fn: ValueFn, coalitions: jax.Array, *, batch_size: int) -> ja
     n_chunks = -(-N // bs)
     pad = n_chunks * bs - N
     z = jnp.concatenate([coalitions, jnp.broadcast_to(coalitions[-1:], (pad, M))]) if pad else coalitions
+    if unroll:  # being differentiated: see shapjax._util.chunks.under_autodiff
+        return jnp.concatenate([call(z[i * bs:(i + 1) * bs]) for i in range(n_chunks)])[:N]
     out = jax.lax.map(call, z.reshape(n_chunks, bs, M))
     return out.reshape(n_chunks * bs, -1)[:N]
 
@@ -117,7 +124,8 @@ def weighted_voting_game(weights, quota: float) -> ValueFn:
     return lambda z: (z.astype(jnp.float32) @ w >= quota).astype(jnp.float32)
 
 
-def random_network_game(key, n_players: int, *, n_outputs: int = 3, hidden: int = 16) -> ValueFn:
+@keyword_key
+def random_network_game(n_players: int, *, key, n_outputs: int = 3, hidden: int = 16) -> ValueFn:
     """A small random two-layer network on the coalition vector: a non-additive game with interactions."""
     k1, k2, k3 = jax.random.split(key, 3)
     W1 = jax.random.normal(k1, (n_players, hidden)) / np.sqrt(n_players)

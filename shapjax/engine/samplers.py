@@ -34,7 +34,7 @@ def enumerate_size(n_players: int, size: int) -> np.ndarray:
     return out
 
 
-def random_subsets(key, sizes, n_players: int) -> jax.Array:
+def random_subsets(sizes, n_players: int, *, key) -> jax.Array:
     """Uniform random coalitions of the given sizes.
 
     Args:
@@ -69,7 +69,7 @@ def unrank_combinations(ranks, n_players: int, size: int) -> jax.Array:
     return out
 
 
-def distinct_subsets(key, n_players: int, size: int, count: int) -> jax.Array:
+def distinct_subsets(n_players: int, size: int, count: int, *, key) -> jax.Array:
     """``count`` distinct uniform random subsets of ``size`` players, drawn without replacement.
 
     ``count`` must not exceed ``C(M, size)``. For astronomically many
@@ -86,7 +86,7 @@ def distinct_subsets(key, n_players: int, size: int, count: int) -> jax.Array:
     if k == 0:
         return jnp.zeros((0, M), bool)
     if n_comb > _MAX_RANKABLE:
-        return random_subsets(key, jnp.full((k,), s), M)
+        return random_subsets(jnp.full((k,), s), M, key=key)
     if n_comb <= 4 * k + 1024:
         ranks = jax.random.choice(key, n_comb, (k,), replace=False)
     else:
@@ -103,7 +103,7 @@ def distinct_subsets(key, n_players: int, size: int, count: int) -> jax.Array:
     return unrank_combinations(ranks, M, s)
 
 
-def permutations(key, count: int, n_players: int) -> jax.Array:
+def permutations(count: int, n_players: int, *, key) -> jax.Array:
     """``[count, M]`` int32, independent uniform random permutations of ``0..M-1``."""
     keys = jax.random.split(key, int(count))
     return jax.vmap(lambda k: jax.random.permutation(k, int(n_players)))(keys).astype(jnp.int32)

@@ -9,7 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from shapjax._util.checks import check_int, check_key, is_traced
+from shapjax._util.checks import check_int, check_key, check_memory, is_traced
+from shapjax._util.chunks import under_autodiff
+from shapjax._util.modelfn import join_model, split_model
 from shapjax.engine.estimators import get_estimator
 from shapjax.engine.estimators.partition import Tree, schedule
 from shapjax.engine.games import auto_batch_size, evaluate, output_spec
@@ -46,7 +48,18 @@ def check_budget(est, n_players: int, n_evals: int, players: str) -> None:
             f"it needs at least {need} evaluations (the empty and full coalitions included)"
         )
     if est.name == "exact":
-        est.design(None, n_players, n_evals)  # raises above the enumeration limit
+        est.design(n_players, n_evals, key=None)  # raises above the enumeration limit
+
+
+def check_design_memory(est, n_players: int, n_evals: int, *, n_games: int, n_outputs: int, players: str) -> None:
+    """Refuse a budget whose design and game values cannot fit in memory (before it is built).
+
+    The design is ``rows x M`` bool plus a float weight per row; the values are
+    ``n_games x rows x K`` float32 (the chunked model activations come on top).
+    """
+    rows = 2**n_players if est.name == "exact" else est.used_evals(n_players, n_evals) if n_players > 1 else 2
+    nbytes = rows * (n_players + 8) + 4 * rows * max(n_outputs, 1) * max(n_games, 1)
+    check_memory(nbytes, f"method={est.name!r} with {players} and n_evals={n_evals:,} ({rows:,} coalitions)")
 
 
 def raise_not_finite(what: str, v0, v1, method: str, n_evals: int):
@@ -71,22 +84,23 @@ def with_ends(coalitions):
 
 def _run_design(est, key, n_players, n_evals, eval_fn, *, solve_active=None):
     """Design, evaluate (empty and full first), solve: the non-adaptive pipeline for one game."""
-    d = est.design(key, n_players, n_evals)
+    d = est.design(n_players, n_evals, key=key)
     V = eval_fn(with_ends(d.coalitions))
     phi, std = est.solve(d, V[2:], V[0], V[1], solve_active)
     return phi, std, V[0], V[1]
 
 
-@partial(jax.jit, static_argnames=("value_fn", "n_players", "method", "n_evals", "batch_size", "ks"))
-def _shapley_impl(key, tree, *, value_fn, n_players, method, n_evals, batch_size, ks):
+@partial(jax.jit, static_argnames=("game", "n_players", "method", "n_evals", "batch_size", "ks", "unroll"))
+def _shapley_impl(key, tree, game_data, *, game, n_players, method, n_evals, batch_size, ks, unroll=False):
     est = get_estimator(method)
+    value_fn = join_model(game, game_data)
     M = n_players
-    eval_fn = lambda Z: evaluate(value_fn, Z, batch_size=batch_size)  # noqa: E731
+    eval_fn = lambda Z: evaluate(value_fn, Z, batch_size=batch_size, unroll=unroll)  # noqa: E731
     if M == 1:
         V = eval_fn(jnp.array([[False], [True]]))
         return (V[1] - V[0])[None], None, V[0], V[1]
     if est.estimate is not None:
-        return est.estimate(key, eval_fn, M, n_evals, tree=tree, ks=ks)
+        return est.estimate(eval_fn, M, n_evals, key=key, tree=tree, ks=ks)
     return _run_design(est, key, M, n_evals, eval_fn)
 
 
@@ -136,7 +150,9 @@ def shapley(
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", 1)
     bs = batch_size or auto_batch_size(max(n_evals, 2**M if method == "exact" else 0), M)
-    scalar = output_spec(value_fn, M, min(bs, 8)) is None
+    K = output_spec(value_fn, M, min(bs, 8))
+    scalar = K is None
+    check_design_memory(est, M, n_evals, n_games=1, n_outputs=K or 1, players=f"n_players={M}")
     ks = None
     if method == "partition":
         if tree is None:
@@ -145,8 +161,10 @@ def shapley(
             tree = balanced_tree(M)
         ks = tuple(schedule(M, n_evals, tree=tree))
     used = est.used_evals(M, n_evals, tree=tree) if M > 1 else 2
+    game, game_data = split_model(value_fn, "value_fn")  # a game's parameters are data, not constants
     phi, std, v0, v1 = _shapley_impl(
-        key, tree, value_fn=value_fn, n_players=M, method=method, n_evals=n_evals, batch_size=bs, ks=ks
+        key, tree, game_data, game=game, n_players=M, method=method, n_evals=n_evals, batch_size=bs, ks=ks,
+        unroll=under_autodiff(game_data),
     )
     if scalar:
         phi, v0, v1 = phi[:, 0], v0[0], v1[0]

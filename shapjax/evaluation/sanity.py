@@ -24,6 +24,7 @@ import numpy as np
 from flax import struct
 from flax.core import FrozenDict
 
+from shapjax._util.api import keyword_key
 from shapjax._util.checks import _check_images, _check_key
 from shapjax._util.chunks import _pick
 
@@ -226,7 +227,8 @@ def _replace(variables, collection, nested, name, sub):
     return FrozenDict(out) if isinstance(variables, FrozenDict) else out
 
 
-def randomize_layers(key, params, layers: Sequence[str], *, collection: str | None = "params"):
+@keyword_key
+def randomize_layers(params, layers: Sequence[str], *, key, collection: str | None = "params"):
     r"""Re-initialise the named layers with Gaussian noise of the original scale.
 
     Each array :math:`w` of a named layer becomes
@@ -278,7 +280,8 @@ class RandomizationResult:
     layers: tuple = struct.field(pytree_node=False, default=())
 
 
-def cascading_randomization(key, apply_fn: Callable, params, images, *,
+@keyword_key
+def cascading_randomization(apply_fn: Callable, params, images, *, key,
                             attr_fn: Callable | None = None, layers: Sequence[str] | None = None,
                             collection: str | None = "params", ties: str = "average"
                             ) -> RandomizationResult:

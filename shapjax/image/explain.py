@@ -7,74 +7,38 @@ shared by the batch so the regression estimators factor their system once.
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shapjax._util.checks import check_int, check_key, is_traced
+from shapjax._util.autobatch import choose_batch_size
+from shapjax._util.checks import check_images, check_int, check_key, check_output_dtype, is_traced
+from shapjax._util.chunks import under_autodiff
+from shapjax._util.modelfn import join_model, split_model
+from shapjax._util.outputs import Outputs, parse_outputs
+from shapjax._util.progress import BARS
 from shapjax.engine.estimators import get_estimator
 from shapjax.engine.estimators.partition import Tree, balanced_tree, schedule
 from shapjax.engine.games import auto_batch_size
-from shapjax.engine.shapley import check_budget, raise_not_finite, with_ends
+from shapjax.engine.shapley import check_budget, check_design_memory, raise_not_finite, with_ends
 from shapjax.image.explanation import Explanation
+from shapjax.image.hierarchy import partition_tree
 from shapjax.image.maskers import Masker
-from shapjax.image.segment import Segmenter, check_segments, partition_tree
+from shapjax.image.segment import Segmenter, check_segments
 from shapjax.kernels.masking import compose_rows
-
-Outputs = Union[None, int, Sequence[int], str, jax.Array]
 
 
 def _as_images(images) -> jax.Array:
-    if isinstance(images, (list, tuple)):
-        images = np.stack([np.asarray(i) for i in images])
-    if not hasattr(images, "shape") or not hasattr(images, "dtype"):
-        raise TypeError(f"images must be an array [B, H, W, C] or [H, W, C]; got {type(images).__name__}")
-    if images.ndim == 3:
-        images = images[None]
-    if images.ndim != 4:
-        raise ValueError(f"images must be [B, H, W, C] (or a single [H, W, C] image); got shape {tuple(images.shape)}")
-    if images.shape[0] < 1 or min(images.shape[1:]) < 1:
-        raise ValueError(f"images must be non-empty; got shape {tuple(images.shape)}")
-    if not jnp.issubdtype(images.dtype, jnp.number):
-        raise TypeError(f"images must be numeric; got dtype {images.dtype}")
-    images = jnp.asarray(images, jnp.float32)
-    if not is_traced(images) and not bool(jnp.all(jnp.isfinite(images))):
-        raise ValueError("images contain NaN or infinite values")
-    return images
+    return check_images(images, "images", single_ok=True)
 
 
-def _parse_outputs(outputs: Outputs, n_classes: int, batch: int):
-    """Returns ``(mode, k, index_array_or_None)``: mode is "all", "given" or "top"."""
-    if outputs is None:
-        return "all", n_classes, None
-    if isinstance(outputs, str):
-        s = outputs.strip().lower()
-        if s.startswith("top-") and s[4:].isdigit() and int(s[4:]) >= 1:
-            k = int(s[4:])
-            if k > n_classes:
-                raise ValueError(f"outputs={outputs!r} asks for more classes than the model's {n_classes} outputs")
-            return "top", k, None
-        raise ValueError(f"outputs must be None, an int, a list of ints, an int array [B, K] or 'top-k' (e.g. 'top-3'); got {outputs!r}")
-    if isinstance(outputs, (int, np.integer)) and not isinstance(outputs, bool):
-        outputs = [int(outputs)]
-    idx = jnp.asarray(outputs)
-    if not jnp.issubdtype(idx.dtype, jnp.integer) or idx.ndim not in (1, 2):
-        raise ValueError(f"outputs must be ints [K] or [B, K]; got {outputs!r}")
-    if not is_traced(idx) and idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n_classes):
-        raise ValueError(f"outputs indexes must be in 0..{n_classes - 1} (the model returns {n_classes} outputs); got {np.asarray(idx).tolist()}")
-    if idx.ndim == 1:
-        idx = jnp.broadcast_to(idx[None], (batch, idx.shape[0]))
-    elif idx.shape[0] != batch:
-        raise ValueError(f"outputs of shape [B, K] must have B={batch} rows; got {tuple(idx.shape)}")
-    return "given", idx.shape[1], idx.astype(jnp.int32)
-
-
-def _model_classes(model_fn, H, W, C) -> int:
+def _model_classes(static, dynamic, H, W, C) -> int:
     n = 2
     try:
-        out = jax.eval_shape(model_fn, jax.ShapeDtypeStruct((n, H, W, C), jnp.float32))
+        out = jax.eval_shape(lambda d, x: join_model(static, d)(x), dynamic,
+                             jax.ShapeDtypeStruct((n, H, W, C), jnp.float32))
     except Exception as e:  # noqa: BLE001
         raise ValueError(
             f"model_fn failed on images of shape [N, H, W, C] = {(n, H, W, C)}: {type(e).__name__}: {e}"
@@ -84,6 +48,7 @@ def _model_classes(model_fn, H, W, C) -> int:
         raise ValueError(
             f"model_fn must map images [N, H, W, C] to outputs [N, K]; for N={n} it returned shape {shape}"
         )
+    check_output_dtype(out.dtype, "model_fn")
     return int(shape[1])
 
 
@@ -98,36 +63,30 @@ def _compose_eval(model_fn, images, repl, seg, out_idx, rows_b, Z):
     return jnp.take_along_axis(out, out_idx[rows_b], axis=1)
 
 
-class _Progress:
-    """Host-side progress bar ticked once per evaluated chunk (only when asked for)."""
-
-    bar = None
-
-    @classmethod
-    def tick(cls, n):
-        if cls.bar is not None:
-            cls.bar.update(int(np.sum(n)))
-
-
-def _chunked(fn, n_rows: int, batch_size: int, progress: bool = False):
+def _chunked(fn, n_rows: int, batch_size: int, progress=None, unroll: bool = False):
     """Run ``fn(rows [bs] int) -> [bs, K]`` over ``0..n_rows-1`` in chunks (lax.map).
 
-    With ``progress`` a ``jax.debug.callback`` reports each finished chunk to
-    the host (the only host callback in the engine, off by default).
+    With ``progress`` (a traced bar token of :mod:`shapjax._util.progress`) a
+    ``jax.debug.callback`` reports each finished chunk to
+    the host (the only host callback in the engine, off by default). With
+    ``unroll`` (explain is being differentiated) the chunks are a straight-line
+    sequence instead of a loop (see :func:`shapjax._util.chunks.under_autodiff`).
     """
     bs = min(batch_size, n_rows)
     n_chunks = -(-n_rows // bs)
-    if progress:
+    if progress is not None:
         inner = fn
 
         def fn(rows):
             out = inner(rows)
-            jax.debug.callback(_Progress.tick, jnp.minimum(rows[-1] + 1, n_rows) - rows[0] + 0 * out[0, 0].astype(jnp.int32))
+            jax.debug.callback(BARS.tick, progress, jnp.minimum(rows[-1] + 1, n_rows) - rows[0] + 0 * out[0, 0].astype(jnp.int32))
             return out
 
     rows = jnp.minimum(jnp.arange(n_chunks * bs), n_rows - 1).reshape(n_chunks, bs)
     if n_chunks == 1:
         return fn(rows[0])[:n_rows]
+    if unroll:
+        return jnp.concatenate([fn(rows[i]) for i in range(n_chunks)])[:n_rows]
     out = jax.lax.map(fn, rows)
     return out.reshape(n_chunks * bs, -1)[:n_rows]
 
@@ -135,13 +94,38 @@ def _chunked(fn, n_rows: int, batch_size: int, progress: bool = False):
 @partial(
     jax.jit,
     static_argnames=("model_fn", "n_segments", "method", "n_evals", "batch_size", "out_mode", "k", "ks", "all_active",
-                     "progress"),
+                     "unroll", "n_classes", "checks"),
 )
-def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, *, model_fn, n_segments, method, n_evals,
-                  batch_size, out_mode, k, ks, all_active, progress=False):
+def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, progress, *, n_classes, checks=False,
+                  **static):
+    """The compiled program: the explanation, guarded against inputs that only a trace can see.
+
+    Traced inputs (inside a user's ``jit``) cannot be checked on the host. Here, in the program,
+    NaN/inf pixels, segment ids outside ``0..M-1`` and output indexes outside the model's classes
+    make every returned value NaN (never a plausible wrong number); with ``checks=True`` they raise
+    through :mod:`jax.experimental.checkify` instead (wrap the caller with ``checkify.checkify``).
+    """
+    M = static["n_segments"]
+    bad_pixels = ~jnp.all(jnp.isfinite(images))
+    bad_ids = jnp.any((seg < 0) | (seg >= M))
+    bad_out = jnp.any((out_idx < 0) | (out_idx >= n_classes)) if out_idx is not None else jnp.bool_(False)
+    if checks:
+        from jax.experimental import checkify
+
+        checkify.check(~bad_pixels, "images: NaN or infinite pixel values")
+        checkify.check(~bad_ids, f"segments: ids outside 0..n_segments-1 = 0..{M - 1}")
+        checkify.check(~bad_out, f"outputs: class indexes outside 0..{n_classes - 1}")
+    out = _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, progress, **static)
+    bad = bad_pixels | bad_ids | bad_out
+    poison = lambda a: None if a is None else jnp.where(bad, jnp.nan, a)  # noqa: E731
+    phi, std, v0, v1, idx = out
+    return poison(phi), poison(std), poison(v0), poison(v1), idx
+
+
+def _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, progress, *, model_fn, n_segments,
+                  method, n_evals, batch_size, out_mode, k, ks, all_active, unroll=False):
     est = get_estimator(method)
-    if model_fn is None:
-        model_fn = model_tree
+    model_fn = join_model(model_fn, model_tree)
     M = n_segments
     B = images.shape[0]
     repl = masker.replacement(images, seg, M)
@@ -162,19 +146,19 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
             def eval_fn(Z):
                 n = Z.shape[0]
                 fn = lambda rows: _compose_eval(model_fn, images, repl, seg, out_idx, jnp.full_like(rows, b), Z[rows])  # noqa: E731
-                return _chunked(fn, n, per_game, progress)
+                return _chunked(fn, n, per_game, progress, unroll)
 
-            phi, std, v0, v1 = est.estimate(None, eval_fn, M, n_evals, tree=tree, ks=ks)
+            phi, std, v0, v1 = est.estimate(eval_fn, M, n_evals, key=None, tree=tree, ks=ks)
             return phi, v0, v1
 
         phi, v0, v1 = jax.vmap(one)(jnp.arange(B), trees)
         return phi, None, v0, v1, out_idx
 
-    d = est.design(key, M, n_evals)
+    d = est.design(M, n_evals, key=key)
     Z = with_ends(d.coalitions)
     N = Z.shape[0]
     fn = lambda rows: _compose_eval(model_fn, images, repl, seg, out_idx, rows // N, Z[rows % N])  # noqa: E731
-    V = _chunked(fn, B * N, batch_size, progress).reshape(B, N, -1)
+    V = _chunked(fn, B * N, batch_size, progress, unroll).reshape(B, N, -1)
     if all_active:
         # One design shared by the whole batch: for the regression methods the
         # Gram matrix is factored once with B*K right-hand sides.
@@ -188,26 +172,14 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
     return phi, std, V[:, 0], V[:, 1], out_idx
 
 
-def split_model(model_fn):
-    """``(static_fn, dynamic_tree)``: models carrying parameters travel as pytrees.
-
-    A :class:`jax.tree_util.Partial` (or an object with ``apply(params, x)``
-    and ``params``, such as :class:`shapjax.models.Classifier`) is passed to the
-    compiled program as an argument, so its weights are not baked into the
-    program as constants and new weights of the same shapes do not recompile.
-    Any other callable is a static argument (compiled once per callable).
-    """
-    if isinstance(model_fn, jax.tree_util.Partial):
-        return None, model_fn
-    if callable(getattr(model_fn, "apply", None)) and hasattr(model_fn, "params"):
-        return None, jax.tree_util.Partial(model_fn.apply, model_fn.params)
-    if not callable(model_fn):
-        raise TypeError(f"model_fn must be callable images [N, H, W, C] -> [N, K]; got {type(model_fn).__name__}")
-    return model_fn, None
+def _throw(err_and_out):
+    err, out = err_and_out
+    err.throw()
+    return out
 
 
 def _trees(seg: np.ndarray, M: int) -> Tree:
-    """One spatial hierarchy per image (:func:`shapjax.segment.partition_tree`), stacked."""
+    """One spatial hierarchy per image (:func:`shapjax.image.hierarchy.partition_tree`), stacked."""
     ts = [partition_tree(s, n_segments=M) for s in seg]
     return Tree(*(np.stack([getattr(t, f) for t in ts]) for f in ("left", "right", "members")))
 
@@ -225,6 +197,8 @@ def explain(
     batch_size: Optional[int] = None,
     n_segments: Optional[int] = None,
     progress: bool = False,
+    checks: bool = False,
+    check_result: bool = True,
 ) -> Explanation:
     """Explain an image classifier's outputs with Shapley values of image segments.
 
@@ -249,11 +223,24 @@ def explain(
         ``"antithetic"``, ``"stratified"``, ``"partition"`` (Owen values over
         a spatial hierarchy of the segments), ``"lime"`` or ``"occlusion"``.
       n_evals: coalitions evaluated per image (empty and full included).
-      outputs: None (every output), an int, a list of ints, an int array
-        ``[B, K]``, or ``"top-k"`` (the k largest outputs on the unmasked image).
+      outputs: None (every output), an int (that class for every image), a list
+        of K ints (those classes for every image), an int array ``[B, K]`` (per
+        image), or ``"top-k"`` (the k largest outputs on the unmasked image).
       batch_size: model batch per call (chunk of composed images); None picks one.
       n_segments: number of segments, required only when ``segments`` is a
         traced array (inside the caller's ``jax.jit``).
+      checks: check, inside the compiled program, what cannot be checked before it
+        runs when the inputs are traced (inside your ``jax.jit``): NaN pixels,
+        segment ids outside ``0..n_segments-1``, output indexes outside the model's
+        classes. Without it such inputs make every value NaN; with it they raise
+        through :mod:`jax.experimental.checkify` — wrap your jitted function:
+        ``err, out = checkify.checkify(f)(...); err.throw()``. (Concrete inputs are
+        always checked before tracing.)
+      check_result: wait for the result and raise if it is not finite (NaN or inf model
+        outputs on masked images, or an inadmissible input found in the program). With
+        False, ``explain`` returns at once (JAX's asynchronous dispatch: successive calls,
+        or calls on several devices, overlap) and :meth:`Explanation.check` does the check
+        when you want it.
       progress: show a progress bar over the evaluated chunks (tqdm; adds a
         host callback per chunk, so leave it off inside your own ``jit``).
 
@@ -288,13 +275,18 @@ def explain(
         seg_arr = segments
     seg, M = check_segments(seg_arr, images, n_segments=n_segments)
     check_budget(est, M, n_evals, f"{M} segments")
-    n_classes = _model_classes(model_fn, H, W, C)
-    out_mode, k, out_idx = _parse_outputs(outputs, n_classes, B)
+    static_fn, model_tree = split_model(model_fn)
+    n_classes = _model_classes(static_fn, model_tree, H, W, C)
+    out_mode, k, out_idx = parse_outputs(outputs, n_classes=n_classes, batch=B)
+    if M > 1:
+        check_design_memory(est, M, n_evals, n_games=B, n_outputs=k, players=f"{M} segments")
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", 1)
     R = masker.n_replacements()
     rows = B * (2**M if method == "exact" else n_evals)
-    bs = batch_size or auto_batch_size(rows, H * W * C * R)
+    # batch_size=None: chosen from the model by a short cached probe for big jobs (shapjax._util.autobatch)
+    bs = batch_size or choose_batch_size(static_fn, model_tree, (H, W, C), rows=rows, n_replacements=R,
+                                         fallback=auto_batch_size(rows, H * W * C * R))
 
     traced_seg = is_traced(seg)
     if traced_seg:
@@ -317,26 +309,48 @@ def explain(
     if M == 1:
         raise ValueError("segments define a single segment: at least 2 players are needed to explain anything")
     progress = bool(progress) and not is_traced(images)
-    if progress:
-        from tqdm.auto import tqdm
+    run = partial(_explain_impl, key, images, jnp.asarray(seg), masker, out_idx, active, trees, model_tree,
+                  model_fn=static_fn, n_segments=M, method=method, n_evals=n_evals, batch_size=bs,
+                  out_mode=out_mode, k=k, ks=ks, all_active=all_active,
+                  unroll=under_autodiff(model_tree, images), n_classes=n_classes, checks=bool(checks))
+    if checks and not is_traced(images) and not is_traced(model_tree) and not is_traced(seg):
+        from jax.experimental import checkify
 
-        _Progress.bar = tqdm(total=B * used, unit="eval", desc=f"explain ({method})", leave=False)
-    try:
-        static_fn, model_tree = split_model(model_fn)
-        phi, std, v0, v1, out_idx = _explain_impl(
-            key, images, jnp.asarray(seg), masker, out_idx, active, trees, model_tree,
-            model_fn=static_fn, n_segments=M, method=method, n_evals=n_evals, batch_size=bs,
-            out_mode=out_mode, k=k, ks=ks, all_active=all_active, progress=progress,
-        )
-        if progress:
-            jax.block_until_ready(phi)
-    finally:
-        if progress and _Progress.bar is not None:
-            _Progress.bar.close()
-            _Progress.bar = None
-    if not is_traced(phi) and not bool(jnp.all(jnp.isfinite(phi))):
+        inner = run
+        run = lambda token: _throw(checkify.checkify(inner)(token))  # noqa: E731
+    if progress:
+        with BARS.open(total=B * used, desc=f"explain ({method})") as token:
+            phi, std, v0, v1, out_idx = jax.block_until_ready(run(jnp.int32(token)))
+    else:
+        phi, std, v0, v1, out_idx = run(None)
+    if check_result and not is_traced(phi) and not bool(jnp.all(jnp.isfinite(phi))):
         raise_not_finite("model_fn", v0, v1, method, n_evals)
     return Explanation(
         values=phi, base_values=v0, full_values=v1, std=std, segments=jnp.asarray(seg), images=images,
         output_indexes=out_idx, method=method, masker=masker.describe(), n_evals=int(used),
     )
+
+
+# --------------------------------------------------------------------------- one image, its own key
+
+
+def explain_one_image(image, seg, masker, out_idx, active, tree, model_tree, *, key, model_fn, n_segments, method,
+                      n_evals, batch_size, out_mode, k, ks):
+    """The compiled core of :func:`explain` for ONE image with its own key (traceable, no checks).
+
+    For :mod:`shapjax.pipeline`, which maps it over the images of a batch
+    (``lax.map`` inside ``shard_map``), so that image ``i`` gets the key
+    ``fold_in(key, i)`` and its own coalition design whatever the batch size or
+    device count. The arguments are those of :func:`explain`'s compiled program
+    without the batch axis: ``image [H, W, C]``, ``seg [H, W]``, ``out_idx [K]``
+    (or None), ``active [M]`` bool (None: every segment is used), ``tree`` one
+    partition :class:`Tree` (or None). Returns ``(values [M, K], std [M, K] |
+    None, base [K], full [K], output_indexes [K])``.
+    """
+    one = lambda a: None if a is None else a[None]  # noqa: E731
+    phi, std, v0, v1, idx = _explain_core(  # the pipeline checks its (concrete) inputs on the host
+        key, image[None], seg[None], masker, one(out_idx), one(active),
+        None if tree is None else Tree(*(a[None] for a in tree)), model_tree, None, model_fn=model_fn,
+        n_segments=n_segments, method=method, n_evals=n_evals, batch_size=batch_size, out_mode=out_mode, k=k, ks=ks,
+        all_active=active is None)
+    return phi[0], None if std is None else std[0], v0[0], v1[0], idx[0]

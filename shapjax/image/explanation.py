@@ -37,6 +37,19 @@ class Explanation:
     masker: str = struct.field(pytree_node=False, default="")
     n_evals: int = struct.field(pytree_node=False, default=0)
 
+    def check(self) -> "Explanation":
+        """Raise a ``ValueError`` if any value is NaN or infinite (waits for the values); returns ``self``.
+
+        ``explain`` does this itself unless called with ``check_result=False``.
+        """
+        import numpy as np
+
+        if not np.all(np.isfinite(np.asarray(self.values))):
+            from shapjax.engine.shapley import raise_not_finite
+
+            raise_not_finite("model_fn", self.base_values, self.full_values, self.method, self.n_evals)
+        return self
+
     @property
     def n_segments(self) -> int:
         return self.values.shape[1]
@@ -54,14 +67,40 @@ class Explanation:
         per_pixel = self.values / counts[:, :, None]  # [B,M,K]
         return jnp.einsum("bhwm,bmk->bhwk", onehot, per_pixel)
 
+    def labels(self, class_names=None):
+        """``[B, K]`` names of the explained outputs, row by row (class names, or ``"class i"``).
+
+        For shap's image plot when rows explain different classes (``outputs="top-k"``):
+        ``shap.plots.image(exp.to_shap(), labels=exp.labels(class_names))``.
+        """
+        import numpy as np
+
+        idx = np.asarray(self.output_indexes)
+        if class_names is None:
+            return np.vectorize(lambda i: f"class {i}")(idx)
+        names = list(class_names)
+        if idx.size and int(idx.max()) >= len(names):
+            raise ValueError(f"class_names: {len(names)} names, but the explanation explains output "
+                             f"{int(idx.max())}; expected at least {int(idx.max()) + 1} names")
+        return np.asarray([[str(names[i]) for i in row] for row in idx], dtype=object)
+
     def to_shap(self, *, class_names=None):
-        """Convert to a ``shap.Explanation`` so shap's plots work on this result.
+        """Convert to a ``shap.Explanation`` that shap's plots and indexing accept.
 
         ``values`` become pixel attributions ``[B, H, W, C, K]`` (each segment's
         value spread evenly over its pixels and channels, so they sum back to
-        the segment value), ``base_values`` ``[B, K]``, ``data`` the images, and
-        ``output_names`` the class names of the explained outputs (when given).
-        Use e.g. ``shap.image_plot(exp.to_shap())``. Needs ``pip install shap``.
+        the segment value), ``base_values`` ``[B, K]``, ``data`` the images.
+        ``output_names`` is one flat list of K names (shap supports no per-row
+        names): the class names when every row explains the same classes, else
+        ``"output 0".."output K-1"``; pass per-row labels to the plot then:
+        ``shap.plots.image(s, labels=exp.labels(class_names))``. Needs
+        ``pip install 'shapjax[shap]'``.
+
+        Example:
+          >>> s = exp.to_shap(class_names=names)           # doctest: +SKIP
+          >>> shap.plots.image(s)                          # doctest: +SKIP
+          >>> s[0].values.shape                            # doctest: +SKIP
+          (28, 28, 1, 3)
         """
         try:
             import shap
@@ -72,10 +111,10 @@ class Explanation:
         C = self.images.shape[-1]
         pix = np.asarray(self.to_pixels()) / C  # [B,H,W,K]
         vals = np.repeat(pix[:, :, :, None, :], C, axis=3)
-        names = None
-        if class_names is not None:
-            idx = np.asarray(self.output_indexes)
-            names = [[class_names[i] for i in row] for row in idx]
+        rows = self.labels(class_names)  # checks class_names
+        idx = np.asarray(self.output_indexes)
+        same = bool((idx == idx[:1]).all())
+        names = [str(n) for n in rows[0]] if same else [f"output {j}" for j in range(idx.shape[1])]
         return shap.Explanation(
             values=vals,
             base_values=np.asarray(self.base_values),

@@ -44,6 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from shapjax._util.checks import check_images
+
 __all__ = [
     "Masker",
     "Constant",
@@ -268,16 +270,16 @@ def background(images: Any) -> Background:
     bg = images if isinstance(images, jax.Array) else np.asarray(images)
     if bg.ndim != 4 or bg.shape[0] < 1:
         raise ValueError(f"background `images` must be [R, H, W, C] with R >= 1, got shape {tuple(bg.shape)}.")
-    if not jnp.issubdtype(bg.dtype, jnp.floating):
-        raise TypeError(f"background `images` must be float in [0, 1], got dtype {bg.dtype}.")
-    return Background(jnp.asarray(bg))
+    # float pixels in [0, 1], finite: the rule for every image that enters shapjax
+    return Background(check_images(bg, "background images"))
 
 
 def dataset_mean(images: Any) -> Constant:
     """A :func:`constant` masker with the per-channel mean colour of ``images`` [N,H,W,C]."""
-    arr = np.asarray(images, dtype=np.float64)
+    arr = np.asarray(images)
     if arr.ndim != 4:
         raise ValueError(f"`images` must be [N, H, W, C] to take a dataset mean, got shape {arr.shape}.")
+    arr = np.asarray(check_images(arr, "dataset_mean images"), np.float64)
     return constant(arr.mean(axis=(0, 1, 2)))
 
 

@@ -12,8 +12,8 @@ in each image:
   jitted code, on concrete images.
 
 Also here: :func:`check_segments` (validate user segments once, outside the hot
-path), :func:`partition_tree` (a binary hierarchy over segments for Owen /
-partition explainers) and :func:`get_segmenter` (CLI specs).
+path) and :func:`get_segmenter` (CLI specs). The binary hierarchy over segments
+of the Owen / partition explainer is :func:`shapjax.image.hierarchy.partition_tree`.
 
 References:
   Achanta et al. (2012), "SLIC Superpixels Compared to State-of-the-Art
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import numpy as np
@@ -46,8 +46,6 @@ __all__ = [
     "felzenszwalb",
     "check_segments",
     "relabel",
-    "PartitionTree",
-    "partition_tree",
     "get_segmenter",
 ]
 
@@ -148,6 +146,21 @@ class Grid(Segmenter):
         c = (np.arange(W) * self.cols) // W
         seg = (r[:, None] * self.cols + c[None, :]).astype(np.int32)
         return np.broadcast_to(seg, (B, H, W)).copy()
+
+
+def _number(value, name: str, *, minimum: float, integer: bool = False, inclusive: bool = True,
+            maximum: float | None = None):
+    """A real (or int) parameter of a segmenter, checked: a ``ValueError`` names it and the range."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if ok and integer:
+        ok = float(value) == int(value)
+    if ok:
+        v = float(value)
+        ok = np.isfinite(v) and (v >= minimum if inclusive else v > minimum) and (maximum is None or v <= maximum)
+    if not ok:
+        rng = (f">= {minimum}" if inclusive else f"> {minimum}") + (f" and <= {maximum}" if maximum is not None else "")
+        raise ValueError(f"{name}: expected {'an int' if integer else 'a number'} {rng}, got {value!r}")
+    return int(value) if integer else float(value)
 
 
 def _per_image(fn, images: np.ndarray) -> np.ndarray:
@@ -270,7 +283,9 @@ def slic(n_segments: int = 50, *, compactness: float = 10.0, sigma: float = 1.0)
     References:
       Achanta et al. (2012), IEEE TPAMI 34(11).
     """
-    return Slic(int(n_segments), float(compactness), float(sigma))
+    return Slic(_number(n_segments, "slic n_segments", minimum=1, integer=True),
+                _number(compactness, "slic compactness", minimum=0, inclusive=False),
+                _number(sigma, "slic sigma", minimum=0))
 
 
 def quickshift(*, kernel_size: float = 4, max_dist: float = 200, ratio: float = 0.2) -> Quickshift:
@@ -289,7 +304,9 @@ def quickshift(*, kernel_size: float = 4, max_dist: float = 200, ratio: float = 
     References:
       Vedaldi & Soatto (2008), ECCV; Ribeiro et al. (2016), KDD.
     """
-    return Quickshift(float(kernel_size), float(max_dist), float(ratio))
+    return Quickshift(_number(kernel_size, "quickshift kernel_size", minimum=0, inclusive=False),
+                      _number(max_dist, "quickshift max_dist", minimum=0, inclusive=False),
+                      _number(ratio, "quickshift ratio", minimum=0, maximum=1))
 
 
 def felzenszwalb(scale: float = 100, *, sigma: float = 0.5, min_size: int = 50) -> Felzenszwalb:
@@ -307,7 +324,9 @@ def felzenszwalb(scale: float = 100, *, sigma: float = 0.5, min_size: int = 50) 
     References:
       Felzenszwalb & Huttenlocher (2004), IJCV 59(2).
     """
-    return Felzenszwalb(float(scale), float(sigma), int(min_size))
+    return Felzenszwalb(_number(scale, "felzenszwalb scale", minimum=0, inclusive=False),
+                        _number(sigma, "felzenszwalb sigma", minimum=0),
+                        _number(min_size, "felzenszwalb min_size", minimum=1, integer=True))
 
 
 # --------------------------------------------------------------------------- validation
@@ -375,14 +394,20 @@ def check_segments(segments: Any, images: Any, *, n_segments: int | None = None)
         raise ValueError(f"`segments` ids must be >= 0, found {int(seg.min())}.")
     m = 0
     for b in range(seg.shape[0] if shape3[0] == B else 1):
-        ids = np.unique(seg[b])
+        ids = np.unique(seg[b])  # sorted; memory ~ the number of pixels, whatever the id values
         mb = int(ids[-1]) + 1
         if ids.size != mb:
-            missing = np.setdiff1d(np.arange(mb), ids)
-            shown = ", ".join(map(str, missing[:20])) + (" ..." if missing.size > 20 else "")
+            missing = []  # the first 20 missing ids, found from the gaps (never an arange of the max id)
+            prev = -1
+            for i in ids.tolist():
+                missing.extend(range(prev + 1, min(i, prev + 1 + 20 - len(missing))))
+                prev = i
+                if len(missing) >= 20:
+                    break
+            shown = ", ".join(map(str, missing)) + (" ..." if mb - ids.size > len(missing) else "")
             raise ValueError(
-                f"`segments` ids of image {b} must be contiguous 0..{mb - 1}; missing ids: [{shown}] "
-                "(relabel with shapjax.segment.relabel)."
+                f"`segments` ids of image {b} must be contiguous 0..{mb - 1}; {mb - ids.size:,} missing ids: "
+                f"[{shown}] (relabel with shapjax.image.segment.relabel)."
             )
         m = max(m, mb)
     if n_segments is not None:
@@ -390,118 +415,6 @@ def check_segments(segments: Any, images: Any, *, n_segments: int | None = None)
             raise ValueError(f"`n_segments`={n_segments} is smaller than max segment id + 1 = {m}.")
         m = int(n_segments)
     return np.ascontiguousarray(seg, dtype=np.int32), m
-
-
-# --------------------------------------------------------------------------- hierarchy
-
-
-class PartitionTree(NamedTuple):
-    """A binary hierarchy over ``M`` segments (a pytree of numpy arrays).
-
-    Node layout (``2M - 1`` nodes):
-
-    * nodes ``0..M-1`` are the leaves; leaf ``j`` is segment id ``j``;
-    * nodes ``M..2M-2`` are internal, numbered in post-order, so both children
-      of a node have smaller ids than the node (a forward loop over ``M..2M-2``
-      visits children before parents) and the root is ``2M - 2``;
-    * ``left[i - M]`` and ``right[i - M]`` are the children of internal node
-      ``i``;
-    * ``members[n, j]`` is True iff segment ``j`` lies under node ``n``
-      (``members[:M]`` is the identity, ``members[2M-2]`` is all True);
-    * ``parent[n]`` is the parent of node ``n`` (``-1`` for the root).
-
-    Attributes:
-      left: ``[M-1]`` int32.
-      right: ``[M-1]`` int32.
-      members: ``[2M-1, M]`` bool.
-      parent: ``[2M-1]`` int32.
-    """
-
-    left: np.ndarray
-    right: np.ndarray
-    members: np.ndarray
-    parent: np.ndarray
-
-    @property
-    def n_leaves(self) -> int:
-        return int(self.members.shape[1])
-
-    @property
-    def root(self) -> int:
-        return int(self.members.shape[0] - 1)
-
-
-def partition_tree(segments: Any, *, n_segments: int | None = None) -> PartitionTree:
-    """Binary hierarchy over segments by recursive median splits of centroids.
-
-    Starting from all segments, a group is split in two along the spatial axis
-    (rows or columns) on which its segment centroids spread most; the first
-    ``floor(n/2)`` segments in centroid order along that axis go left, the rest
-    right (ties broken by the other coordinate, then by id). This repeats until
-    every group is one segment, giving a balanced tree of depth
-    ``ceil(log2 M)`` whose groups are spatially compact - the coalition
-    structure of the Owen value / shap's partition explainer.
-
-    Runs on the host (numpy) on concrete segments; the result is a constant.
-
-    Args:
-      segments: ``[H, W]`` int segment ids ``0..M-1`` (one image).
-      n_segments: M, if some ids at the end are empty (they are placed at the
-        image centre); default ``max id + 1``.
-
-    Returns:
-      A :class:`PartitionTree` (node layout in its docstring).
-
-    References:
-      Owen (1977), "Values of games with a priori unions", in Mathematical
-      Economics and Game Theory.
-      Lundberg & Lee (2017), NeurIPS (partition / hierarchical masking in shap).
-    """
-    if isinstance(segments, jax.core.Tracer):
-        raise TypeError("partition_tree needs concrete `segments` (call it outside jax.jit).")
-    seg = np.asarray(segments)
-    if seg.ndim != 2:
-        raise ValueError(f"`segments` must be [H, W] (one image), got shape {seg.shape}.")
-    if not np.issubdtype(seg.dtype, np.integer) or (seg.size and seg.min() < 0):
-        raise ValueError("`segments` must hold non-negative integer ids.")
-    M = int(seg.max()) + 1 if n_segments is None else int(n_segments)
-    if M < int(seg.max()) + 1:
-        raise ValueError(f"`n_segments`={M} is smaller than max segment id + 1.")
-    H, W = seg.shape
-    rr, cc = np.indices((H, W))
-    flat = seg.ravel()
-    counts = np.bincount(flat, minlength=M).astype(np.float64)
-    safe = np.maximum(counts, 1.0)
-    cy = np.where(counts > 0, np.bincount(flat, rr.ravel(), minlength=M) / safe, (H - 1) / 2)
-    cx = np.where(counts > 0, np.bincount(flat, cc.ravel(), minlength=M) / safe, (W - 1) / 2)
-
-    left = np.zeros(max(M - 1, 0), np.int32)
-    right = np.zeros(max(M - 1, 0), np.int32)
-    members = np.zeros((2 * M - 1, M), bool)
-    members[np.arange(M), np.arange(M)] = True
-    parent = np.full(2 * M - 1, -1, np.int32)
-    next_id = [M]
-
-    def build(ids: np.ndarray) -> int:
-        if ids.size == 1:
-            return int(ids[0])
-        y, x = cy[ids], cx[ids]
-        if np.ptp(y) >= np.ptp(x):
-            order = np.lexsort((ids, x, y))  # primary key last: y, then x, then id
-        else:
-            order = np.lexsort((ids, y, x))
-        ids = ids[order]
-        half = ids.size // 2
-        a, b = build(ids[:half]), build(ids[half:])
-        node = next_id[0]
-        next_id[0] += 1
-        left[node - M], right[node - M] = a, b
-        parent[a] = parent[b] = node
-        members[node] = members[a] | members[b]
-        return node
-
-    build(np.arange(M))
-    return PartitionTree(left, right, members, parent)
 
 
 # --------------------------------------------------------------------------- CLI specs
@@ -573,3 +486,4 @@ def get_segmenter(spec: str) -> Segmenter:
             kw["min_size"] = int(kw["min_size"])
         return felzenszwalb(**kw)
     raise ValueError(f"unknown segmenter {name!r} in spec {spec!r}; valid specs: {valid}.")
+

@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from shapjax._util.api import keyword_key
+
 _NORMS = ("linf", "l2")
 
 
@@ -123,8 +125,9 @@ def _pgd(key, apply_fn, params, images, labels, eps, step_size, *, n_steps, norm
     return jax.lax.stop_gradient(x)
 
 
-def pgd_attack(key: jax.Array, apply_fn: Callable[[Any, jax.Array], jax.Array], params: Any,
-               images: jax.Array, labels: jax.Array, *, eps: float, step_size: float, n_steps: int,
+@keyword_key
+def pgd_attack(apply_fn: Callable[[Any, jax.Array], jax.Array], params: Any,
+               images: jax.Array, labels: jax.Array, *, key, eps: float, step_size: float, n_steps: int,
                norm: str = "linf", random_start: bool = True) -> jax.Array:
     """Untargeted PGD adversarial examples (Madry et al. 2018).
 
@@ -153,7 +156,8 @@ def pgd_attack(key: jax.Array, apply_fn: Callable[[Any, jax.Array], jax.Array], 
                 n_steps=int(n_steps), norm=norm, random_start=bool(random_start))
 
 
-def adversarial_accuracy(key: jax.Array, classifier, images: jax.Array, labels: jax.Array, *,
+@keyword_key
+def adversarial_accuracy(classifier, images: jax.Array, labels: jax.Array, *, key,
                          eps: float, step_size: float, n_steps: int, norm: str = "linf",
                          batch_size: int = 256) -> float:
     """Accuracy of ``classifier`` on PGD examples of ``images`` (robust accuracy).
@@ -169,7 +173,7 @@ def adversarial_accuracy(key: jax.Array, classifier, images: jax.Array, labels: 
     for i, s in enumerate(range(0, n, batch_size)):
         x = jnp.asarray(images[s:s + batch_size])
         y = jnp.asarray(labels[s:s + batch_size]).astype(jnp.int32)
-        adv = pgd_attack(jax.random.fold_in(key, i), classifier.apply, classifier.params, x, y,
-                         eps=eps, step_size=step_size, n_steps=n_steps, norm=norm)
+        adv = pgd_attack(classifier.apply, classifier.params, x, y,
+                         key=jax.random.fold_in(key, i), eps=eps, step_size=step_size, n_steps=n_steps, norm=norm)
         correct += int(jnp.sum(jnp.argmax(classifier(adv), -1) == y))
     return correct / max(n, 1)

@@ -13,6 +13,18 @@ and ``__call__(images)`` with its own variables closed over, which is the
 variables dict (``{"params": ...}`` plus ``{"batch_stats": ...}`` for
 BatchNorm models, whose running statistics are used at inference).
 
+Images always come in ``[0, 1]``. A classifier whose network expects
+standardised inputs carries the standardisation as data,
+:attr:`Classifier.normalization` ``= (mean, std)`` per channel, applied
+inside ``apply`` and ``features`` (so the explained function, its gradients
+and the metrics all see the model the user trained). :data:`NORMALIZATIONS`
+names the usual ones (``"imagenet"``, ``"cifar10"``, ``"inception"``).
+
+:meth:`Classifier.from_functions` wraps any pure ``apply(params, x)`` (an
+imported ONNX graph, a Keras model's stateless call, the user's own JAX
+function) with the same interface; only shapjax's own architectures
+(:data:`ARCHITECTURES`) can be written as checkpoints.
+
 Checkpoints are two files: ``NAME.msgpack`` (the variables, written with
 :func:`flax.serialization.to_bytes`) and ``NAME.json`` (architecture, classes,
 input shape and free-form training metadata). :func:`save_checkpoint` and
@@ -22,19 +34,18 @@ format.
 from __future__ import annotations
 
 import functools
-import json
-import os
-import re
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import serialization
+
+from shapjax._util.api import keyword_key
 
 from .cnn import SmallCNN
+from .inception import InceptionV3
+from .network import FunctionNetwork, _NetworkBase, check_normalization
 from .resnet import ResNet, ResNet18, ResNet50
 
 #: Architecture name -> module constructor; the JSON metadata stores the name
@@ -44,6 +55,7 @@ ARCHITECTURES: Mapping[str, Callable[..., nn.Module]] = {
     "resnet": ResNet,
     "resnet18": ResNet18,
     "resnet50": ResNet50,
+    "inception_v3": InceptionV3,
 }
 
 CHECKPOINT_FORMAT = "shapjax-classifier-v1"
@@ -61,73 +73,44 @@ def _listify(x: Any) -> Any:
     return x
 
 
-def _shape_str(shape: Sequence[Any]) -> str:
-    return "[" + ", ".join(str(s) for s in shape) + "]"
+class _Network(_NetworkBase):
+    """The pure part of a classifier: architecture + input shape + normalisation, no variables.
 
-
-class _Network:
-    """The pure part of a classifier: architecture + input shape, no variables.
-
-    Instances are interned (one per architecture/kwargs/input shape, see
-    :func:`_network`), so ``clf.apply`` of two classifiers with the same
+    Instances are interned (one per architecture/kwargs/input shape/normalisation,
+    see :func:`_network`), so ``clf.apply`` of two classifiers with the same
     architecture is the same bound method: ``jax.jit`` and static arguments
     (``pgd_attack(..., apply_fn=clf.apply)``) then share one compilation.
     """
 
-    def __init__(self, arch: str, kwargs: tuple, input_shape: tuple[int, int, int]):
+    def __init__(self, arch: str, kwargs: tuple, input_shape: tuple[int, int, int], normalization=None):
         self.arch = arch
         self.input_shape = input_shape
+        self.normalization = normalization
         self.module = ARCHITECTURES[arch](**dict(kwargs))
         self._feature_shape = None
         self.jit_apply = jax.jit(self.apply)
 
-    def check_images(self, images: Any, argname: str = "images") -> jax.Array:
-        shape = getattr(images, "shape", None)
-        dtype = getattr(images, "dtype", None)
-        if shape is None or dtype is None:
-            raise TypeError(f"{argname}: expected an array [B, {', '.join(map(str, self.input_shape))}], "
-                            f"got {type(images).__name__}")
-        if not jnp.issubdtype(dtype, jnp.floating):
-            raise TypeError(f"{argname}: expected floating-point images in [0, 1], got dtype {dtype} "
-                            "(convert uint8 with images / 255.0)")
-        if len(shape) != 4 or tuple(shape[1:]) != self.input_shape:
-            raise ValueError(f"{argname}: this {self.arch} model expects images of shape "
-                             f"[B, {', '.join(map(str, self.input_shape))}] (NHWC), got {_shape_str(shape)}")
-        return jnp.asarray(images)
-
     def apply(self, params: Any, images: jax.Array) -> jax.Array:
         """Logits ``[B, K]`` of images ``[B, H, W, C]`` in [0, 1] (inference mode; pure, jit-able)."""
-        return self.module.apply(params, self.check_images(images), train=False)
+        return self.module.apply(params, self.prepare(images), train=False)
 
     def features(self, params: Any, images: jax.Array) -> jax.Array:
         """Last convolutional feature map ``[B, h, w, F]`` of images ``[B, H, W, C]``."""
-        return self.module.apply(params, self.check_images(images), train=False, method=self.module.features)
+        return self.module.apply(params, self.prepare(images), train=False, method=self.module.features)
 
     def head(self, params: Any, fmap: jax.Array) -> jax.Array:
         """Logits ``[B, K]`` from a feature map ``[B, h, w, F]``."""
-        expected = self.feature_shape
-        shape = getattr(fmap, "shape", None)
-        if shape is None or len(shape) != 4 or tuple(shape[1:]) != expected:
-            got = _shape_str(shape) if shape is not None else type(fmap).__name__
-            raise ValueError(f"fmap: expected a feature map [B, {', '.join(map(str, expected))}], got {got}")
+        self.check_fmap(fmap)
         return self.module.apply(params, fmap, method=self.module.head)
 
     def variable_shapes(self) -> Any:
         x = jnp.zeros((1, *self.input_shape), jnp.float32)
         return dict(jax.eval_shape(lambda: self.module.init(jax.random.key(0), x)))
 
-    @property
-    def feature_shape(self) -> tuple[int, int, int]:
-        if self._feature_shape is None:
-            out = jax.eval_shape(self.features, self.variable_shapes(),
-                                 jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32))
-            self._feature_shape = tuple(int(s) for s in out.shape[1:])
-        return self._feature_shape
-
 
 @functools.lru_cache(maxsize=256)
-def _network(arch: str, kwargs: tuple, input_shape: tuple[int, int, int]) -> _Network:
-    return _Network(arch, kwargs, input_shape)
+def _network(arch: str, kwargs: tuple, input_shape: tuple[int, int, int], normalization=None) -> _Network:
+    return _Network(arch, kwargs, input_shape, normalization)
 
 
 class Classifier:
@@ -142,6 +125,9 @@ class Classifier:
       input_shape: ``(H, W, C)`` the model accepts.
       class_names: one name per output logit.
       name: optional display name (e.g. the pretrained model's name).
+      normalization: ``None`` (the network takes the [0, 1] images as they
+        are), a name of :data:`NORMALIZATIONS` or ``(mean, std)`` per channel:
+        ``apply`` and ``features`` compute ``(x - mean) / std`` first.
 
     Instances are immutable. ``apply``, ``features`` and ``head`` are pure
     functions of ``(params, x)`` shared by all classifiers of the same
@@ -151,8 +137,8 @@ class Classifier:
 
     def __init__(self, arch: str, arch_kwargs: Mapping[str, Any], params: Any, *,
                  input_shape: Sequence[int], class_names: Sequence[str] | None = None,
-                 name: str = ""):
-        if arch not in ARCHITECTURES:
+                 name: str = "", normalization: Any = None, _net: _NetworkBase | None = None):
+        if _net is None and arch not in ARCHITECTURES:
             raise ValueError(f"arch: unknown architecture {arch!r}; valid: {sorted(ARCHITECTURES)}")
         kwargs = {k: _tuplify(v) for k, v in dict(arch_kwargs).items()}
         if "num_classes" not in kwargs:
@@ -166,10 +152,14 @@ class Classifier:
         class_names = tuple(str(c) for c in class_names)
         if len(class_names) != num_classes:
             raise ValueError(f"class_names: expected {num_classes} names (num_classes), got {len(class_names)}")
-        if not isinstance(params, Mapping) or "params" not in params:
-            raise TypeError("params: expected a flax variables dict with a 'params' entry "
-                            f"(and 'batch_stats' for BatchNorm models), got {type(params).__name__}")
-        net = _network(arch, tuple(sorted(kwargs.items())), input_shape)
+        if _net is None:
+            if not isinstance(params, Mapping) or "params" not in params:
+                raise TypeError("params: expected a flax variables dict with a 'params' entry "
+                                f"(and 'batch_stats' for BatchNorm models), got {type(params).__name__}")
+            normalization = check_normalization(normalization, channels=input_shape[2])
+            net = _network(arch, tuple(sorted(kwargs.items())), input_shape, normalization)
+        else:
+            net = _net
         object.__setattr__(self, "arch", arch)
         object.__setattr__(self, "arch_kwargs", kwargs)
         object.__setattr__(self, "_net", net)
@@ -178,11 +168,55 @@ class Classifier:
         object.__setattr__(self, "class_names", list(class_names))
         object.__setattr__(self, "name", name)
 
+    @classmethod
+    def from_functions(cls, apply: Callable, params: Any, *, input_shape: Sequence[int],
+                       class_names: Sequence[str] | None = None, num_classes: int | None = None,
+                       features: Callable | None = None, head: Callable | None = None,
+                       normalization: Any = None, name: str = "", arch: str = "function") -> "Classifier":
+        """A classifier from pure functions: ``apply(params, x [B, H, W, C]) -> [B, K]``.
+
+        ``x`` reaches ``apply`` normalised (``normalization``, as for the
+        flax architectures). ``features(params, x) -> [B, h, w, F]`` and
+        ``head(params, fmap) -> [B, K]`` (optional, both or neither) enable
+        Grad-CAM. ``params`` is any pytree of arrays; it travels as a traced
+        argument through :func:`shapjax.explain`, like a flax model's
+        variables. ``num_classes`` defaults to ``len(class_names)``, else is
+        read from ``apply``'s output shape. Such a classifier cannot be saved
+        with :func:`save_checkpoint` (no architecture to rebuild it from).
+
+        Example:
+          >>> import jax.numpy as jnp
+          >>> w = {"w": jnp.ones((3, 2))}
+          >>> clf = Classifier.from_functions(lambda p, x: x.mean((1, 2)) @ p["w"], w,
+          ...                                 input_shape=(4, 4, 3), class_names=["a", "b"])
+          >>> clf(jnp.ones((1, 4, 4, 3))).tolist()
+          [[3.0, 3.0]]
+        """
+        input_shape = tuple(int(s) for s in input_shape)
+        if len(input_shape) != 3 or min(input_shape) < 1:
+            raise ValueError(f"input_shape: expected (H, W, C) of positive ints, got {input_shape}")
+        template = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), params)
+        net = FunctionNetwork(arch, apply, input_shape, features_fn=features, head_fn=head,
+                              normalization=check_normalization(normalization, channels=input_shape[2]),
+                              params_template=template)
+        if num_classes is None:
+            if class_names is not None:
+                num_classes = len(class_names)
+            else:
+                out = jax.eval_shape(net.apply, template, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
+                if getattr(out, "ndim", None) != 2:
+                    raise ValueError(f"apply: expected an output [B, K], got {getattr(out, 'shape', out)}")
+                num_classes = int(out.shape[1])
+        return cls(arch, {"num_classes": int(num_classes)}, params, input_shape=input_shape,
+                   class_names=class_names, name=name, _net=net)
+
     def __setattr__(self, key, value):
         raise AttributeError("Classifier is immutable; use .replace(params=...)")
 
     def __repr__(self) -> str:
-        n = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(self.params.get("params", {})))
+        n = sum(int(np.prod(np.shape(x))) for x in jax.tree_util.tree_leaves(
+            self.params.get("params", {}) if isinstance(self.params, Mapping) and "params" in self.params
+            else self.params))
         label = f"{self.name!r}, " if self.name else ""
         return (f"Classifier({label}arch={self.arch!r}, input_shape={self.input_shape}, "
                 f"classes={len(self.class_names)}, params={n:,})")
@@ -190,8 +224,20 @@ class Classifier:
     # ------------------------------------------------------------------ basics
     @property
     def module(self) -> nn.Module:
-        """The flax module (``module.apply(params, x, train=False)``)."""
+        """The flax module (``module.apply(params, x, train=False)``; takes normalised inputs)."""
+        if not isinstance(self._net, _Network):
+            raise TypeError(f"module: this {self.arch!r} classifier is given by functions, not a flax module")
         return self._net.module
+
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """``(mean, std)`` per channel applied to the [0, 1] images before the network, or None."""
+        return self._net.normalization
+
+    @property
+    def is_architecture(self) -> bool:
+        """True when the network is one of :data:`ARCHITECTURES` (can be saved and rebuilt from metadata)."""
+        return isinstance(self._net, _Network)
 
     @property
     def num_classes(self) -> int:
@@ -199,15 +245,24 @@ class Classifier:
 
     @property
     def has_batch_stats(self) -> bool:
-        return "batch_stats" in self.params
+        return isinstance(self.params, Mapping) and "batch_stats" in self.params
 
     def replace(self, *, params: Any = None, class_names: Sequence[str] | None = None,
-                name: str | None = None) -> "Classifier":
-        """A copy with new variables / class names / name (same architecture)."""
+                name: str | None = None, normalization: Any = "keep") -> "Classifier":
+        """A copy with new variables / class names / name / normalisation (same architecture).
+
+        ``normalization="keep"`` (default) keeps it; ``None`` removes it.
+        """
+        if isinstance(normalization, str) and normalization == "keep":
+            normalization = self.normalization
+        elif not self.is_architecture:
+            raise TypeError(f"normalization: cannot be changed on a {self.arch!r} classifier given by functions "
+                            "(give it when importing)")
         return Classifier(self.arch, self.arch_kwargs, self.params if params is None else params,
                           input_shape=self.input_shape,
                           class_names=self.class_names if class_names is None else class_names,
-                          name=self.name if name is None else name)
+                          name=self.name if name is None else name, normalization=normalization,
+                          _net=None if self.is_architecture else self._net)
 
     # ------------------------------------------------------------ pure maps
     @property
@@ -259,9 +314,45 @@ class Classifier:
             "architecture": self.arch,
             "architecture_kwargs": {k: _listify(v) for k, v in self.arch_kwargs.items()},
             "input_shape": list(self.input_shape),
+            "normalization": None if self.normalization is None else {
+                "mean": list(self.normalization[0]), "std": list(self.normalization[1])},
             "class_names": list(self.class_names),
-            "variables": sorted(self.params.keys()),
+            "variables": sorted(self.params.keys()) if isinstance(self.params, Mapping) else [],
         }
+
+
+def _freeze(v):
+    if isinstance(v, dict):
+        return ("__dict__", tuple((k, _freeze(x)) for k, x in v.items()))
+    if isinstance(v, list):
+        return ("__list__", tuple(_freeze(x) for x in v))
+    return v
+
+
+def _thaw(v):
+    if isinstance(v, tuple) and len(v) == 2 and v[0] == "__dict__":
+        return {k: _thaw(x) for k, x in v[1]}
+    if isinstance(v, tuple) and len(v) == 2 and v[0] == "__list__":
+        return [_thaw(x) for x in v[1]]
+    return v
+
+
+def _flatten_classifier(clf: Classifier):
+    """A Classifier is a pytree: its variables are the children, everything else is static."""
+    aux = tuple((k, _freeze(v)) for k, v in vars(clf).items() if k != "params")
+    return (clf.params,), aux
+
+
+def _unflatten_classifier(aux, children) -> Classifier:
+    clf = object.__new__(Classifier)
+    for k, v in aux:
+        object.__setattr__(clf, k, _thaw(v))
+    object.__setattr__(clf, "params", children[0])
+    return clf
+
+
+# Models are data: jax.jit / shapjax.explain pass a Classifier's variables as traced arguments.
+jax.tree_util.register_pytree_node(Classifier, _flatten_classifier, _unflatten_classifier)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
@@ -280,7 +371,8 @@ def _init_variables(module: nn.Module, key: jax.Array, input_shape: tuple[int, i
     return dict(_init_jit(module, key, input_shape))
 
 
-def create(key: jax.Array, arch: str, *, input_shape: Sequence[int], num_classes: int | None = None,
+@keyword_key
+def create(arch: str, *, key, input_shape: Sequence[int], num_classes: int | None = None,
            class_names: Sequence[str] | None = None, name: str = "", **arch_kwargs: Any) -> Classifier:
     """Initialise a :class:`Classifier` of architecture ``arch``.
 
@@ -313,7 +405,8 @@ def create(key: jax.Array, arch: str, *, input_shape: Sequence[int], num_classes
     return Classifier(arch, kwargs, variables, input_shape=input_shape, class_names=class_names, name=name)
 
 
-def small_cnn(key: jax.Array, *, num_classes: int = 10, input_shape: Sequence[int] = (28, 28, 1),
+@keyword_key
+def small_cnn(*, key, num_classes: int = 10, input_shape: Sequence[int] = (28, 28, 1),
               widths: Sequence[int] = (32, 64, 128), hidden: int = 128,
               class_names: Sequence[str] | None = None) -> Classifier:
     """Small CNN for 28x28 digits (about 110k parameters with the default widths).
@@ -325,128 +418,24 @@ def small_cnn(key: jax.Array, *, num_classes: int = 10, input_shape: Sequence[in
       widths: 3x3 conv channels; all but the last followed by 2x2 max pooling.
       hidden: hidden width of the head (0 for a linear head).
     """
-    return create(key, "small_cnn", input_shape=input_shape, num_classes=num_classes,
+    return create("small_cnn", key=key, input_shape=input_shape, num_classes=num_classes,
                   class_names=class_names, widths=tuple(widths), hidden=hidden)
 
 
-def resnet18(key: jax.Array, *, num_classes: int = 10, input_shape: Sequence[int] = (32, 32, 3),
+@keyword_key
+def resnet18(*, key, num_classes: int = 10, input_shape: Sequence[int] = (32, 32, 3),
              stem: str = "cifar", class_names: Sequence[str] | None = None) -> Classifier:
     """ResNet-18 for 32x32 (CIFAR-10 shaped) images; 11.2M parameters with 10 classes."""
-    return create(key, "resnet18", input_shape=input_shape, num_classes=num_classes,
+    return create("resnet18", key=key, input_shape=input_shape, num_classes=num_classes,
                   class_names=class_names, stem=stem)
 
 
-def resnet50(key: jax.Array, *, num_classes: int = 1000, input_shape: Sequence[int] = (224, 224, 3),
+@keyword_key
+def resnet50(*, key, num_classes: int = 1000, input_shape: Sequence[int] = (224, 224, 3),
              stem: str = "imagenet", class_names: Sequence[str] | None = None) -> Classifier:
     """ResNet-50 for 224x224 (ImageNet shaped) images; 25.6M parameters with 1000 classes.
 
     Initialising takes several seconds on a CPU (XLA compiles the initialiser).
     """
-    return create(key, "resnet50", input_shape=input_shape, num_classes=num_classes,
+    return create("resnet50", key=key, input_shape=input_shape, num_classes=num_classes,
                   class_names=class_names, stem=stem)
-
-
-# ------------------------------------------------------------------ checkpoints
-def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
-    p = Path(path)
-    if p.suffix == ".json":
-        p = p.with_suffix(".msgpack")
-    elif p.suffix != ".msgpack":
-        p = p.with_name(p.name + ".msgpack")
-    return p, p.with_suffix(".json")
-
-
-def _dumps(obj: Any) -> str:
-    """JSON with 2-space indents, but lists of scalars kept on one line."""
-    text = json.dumps(obj, indent=2)
-    return re.sub(r"\[\s*([^\[\]{}]*?)\s*\]",
-                  lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",\n")) + "]"
-                  if "\n" in m.group(0) else m.group(0), text)
-
-
-def save_checkpoint(path: str | os.PathLike, classifier: Classifier, *,
-                    metadata: Mapping[str, Any] | None = None) -> Path:
-    """Write ``PATH.msgpack`` (flax msgpack variables) and ``PATH.json`` (metadata).
-
-    Args:
-      path: destination; ``.msgpack`` is appended when missing.
-      classifier: the model to save.
-      metadata: extra JSON-serialisable entries (training command, data,
-        accuracy...) stored in the JSON file.
-
-    Returns:
-      The path of the ``.msgpack`` file.
-    """
-    if not isinstance(classifier, Classifier):
-        raise TypeError(f"classifier: expected a Classifier, got {type(classifier).__name__}")
-    weights, meta_path = _paths(path)
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    meta = classifier.metadata()
-    if metadata:
-        meta.update({k: v for k, v in metadata.items() if k not in meta or k == "name"})
-    host = jax.tree_util.tree_map(np.asarray, classifier.params)
-    weights.write_bytes(serialization.to_bytes(host))
-    meta_path.write_text(_dumps(meta) + "\n")
-    return weights
-
-
-def _read_metadata(meta_path: Path) -> dict[str, Any]:
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"checkpoint metadata {meta_path} not found (a checkpoint is a "
-                                ".msgpack file with a .json file beside it)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"checkpoint metadata {meta_path} is not valid JSON: {e}") from None
-    missing = [k for k in ("architecture", "architecture_kwargs", "input_shape", "class_names") if k not in meta]
-    if missing:
-        raise ValueError(f"checkpoint metadata {meta_path} lacks {missing}")
-    return meta
-
-
-def classifier_from_bytes(meta: Mapping[str, Any], data: bytes, *, source: str = "checkpoint") -> Classifier:
-    """Rebuild a :class:`Classifier` from its metadata dict and msgpack bytes."""
-    arch = meta["architecture"]
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"{source}: unknown architecture {arch!r}; valid: {sorted(ARCHITECTURES)}")
-    kwargs = {k: _tuplify(v) for k, v in meta["architecture_kwargs"].items()}
-    module = ARCHITECTURES[arch](**kwargs)
-    input_shape = tuple(meta["input_shape"])
-    template = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1, *input_shape), jnp.float32)))
-    template = {k: v for k, v in template.items()}
-    try:
-        raw = serialization.msgpack_restore(data)
-    except Exception as e:  # msgpack raises several unrelated types on garbage
-        raise ValueError(f"{source}: not a valid flax msgpack checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(raw, dict) or "params" not in raw:
-        raise ValueError(f"{source}: not a flax variables checkpoint (no 'params' entry)")
-    try:
-        variables = serialization.from_state_dict(template, raw)
-    except Exception as e:
-        raise ValueError(f"{source}: weights do not match architecture {arch} {kwargs}: {e}") from None
-    for t, v in zip(jax.tree_util.tree_leaves(template), jax.tree_util.tree_leaves(variables)):
-        if tuple(t.shape) != tuple(np.shape(v)):
-            raise ValueError(f"{source}: weight of shape {np.shape(v)} where architecture {arch} "
-                             f"expects {tuple(t.shape)}")
-    variables = jax.tree_util.tree_map(lambda t, v: jnp.asarray(v, t.dtype), template, variables)
-    return Classifier(arch, kwargs, variables, input_shape=input_shape,
-                      class_names=meta["class_names"], name=meta.get("name", ""))
-
-
-def load_checkpoint(path: str | os.PathLike) -> Classifier:
-    """Read a checkpoint written by :func:`save_checkpoint`.
-
-    Raises:
-      FileNotFoundError: the ``.msgpack`` or ``.json`` file is missing.
-      ValueError: a file is corrupt or the weights do not fit the architecture.
-    """
-    weights, meta_path = _paths(path)
-    if not weights.is_file():
-        raise FileNotFoundError(f"checkpoint {weights} not found")
-    meta = _read_metadata(meta_path)
-    return classifier_from_bytes(meta, weights.read_bytes(), source=f"checkpoint {weights}")
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON metadata of a checkpoint."""
-    return _read_metadata(_paths(path)[1])

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from importlib import resources
 
-from .classifier import Classifier, classifier_from_bytes
+from .checkpoint import classifier_from_bytes
+from .classifier import Classifier
 
 
 def _weights_dir():

@@ -17,6 +17,12 @@ Two stems: ``"imagenet"`` (7x7/2 convolution + 3x3/2 max pooling, for 224x224
 inputs) and ``"cifar"`` (a single 3x3/1 convolution, for 32x32 inputs, as in
 He et al. Sec. 4.2 and most CIFAR ResNet-18 implementations).
 
+``normalize=True`` (the default) standardises the ``[0, 1]`` inputs with the
+ImageNet channel statistics inside the module; ``normalize=False`` leaves the
+input as it comes, for classifiers that carry their own normalisation
+(:attr:`shapjax.models.Classifier.normalization`, e.g. an imported torchvision
+ResNet with the CIFAR-10 statistics).
+
 BatchNorm uses batch statistics when ``train=True`` (update the
 ``batch_stats`` collection with ``mutable=["batch_stats"]``) and running
 statistics at inference.
@@ -106,6 +112,8 @@ class ResNet(nn.Module):
       num_classes: number of logits K.
       stem: ``"imagenet"`` (7x7/2 conv + max pool) or ``"cifar"`` (3x3/1 conv).
       width: channels of the first stage (doubles every stage).
+      normalize: standardise the inputs with the ImageNet mean/std first
+        (``False``: the caller normalises, see :class:`~shapjax.models.Classifier`).
     """
 
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
@@ -113,6 +121,7 @@ class ResNet(nn.Module):
     num_classes: int = 10
     stem: str = "cifar"
     width: int = 64
+    normalize: bool = True
 
     def setup(self):
         if self.block not in _BLOCKS:
@@ -139,9 +148,10 @@ class ResNet(nn.Module):
         ``h = H/32`` (imagenet stem) or ``H/8`` (cifar stem); ``F = 8 * width *
         expansion`` (512 for ResNet-18, 2048 for ResNet-50).
         """
-        mean = jnp.asarray(_IMAGENET_MEAN[: x.shape[-1]], x.dtype)
-        std = jnp.asarray(_IMAGENET_STD[: x.shape[-1]], x.dtype)
-        x = (x - mean) / std
+        if self.normalize:
+            mean = jnp.asarray(_IMAGENET_MEAN[: x.shape[-1]], x.dtype)
+            std = jnp.asarray(_IMAGENET_STD[: x.shape[-1]], x.dtype)
+            x = (x - mean) / std
         x = nn.relu(self.stem_bn(self.stem_conv(x), use_running_average=not train))
         if self.stem == "imagenet":
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -157,13 +167,13 @@ class ResNet(nn.Module):
         return self.head(self.features(x, train))
 
 
-def ResNet18(num_classes: int = 10, *, stem: str = "cifar", width: int = 64) -> ResNet:
+def ResNet18(num_classes: int = 10, *, stem: str = "cifar", width: int = 64, normalize: bool = True) -> ResNet:
     """ResNet-18 module (basic blocks, 2-2-2-2)."""
     return ResNet(stage_sizes=(2, 2, 2, 2), block="basic", num_classes=num_classes,
-                  stem=stem, width=width)
+                  stem=stem, width=width, normalize=normalize)
 
 
-def ResNet50(num_classes: int = 1000, *, stem: str = "imagenet", width: int = 64) -> ResNet:
+def ResNet50(num_classes: int = 1000, *, stem: str = "imagenet", width: int = 64, normalize: bool = True) -> ResNet:
     """ResNet-50 module (bottleneck blocks, 3-4-6-3)."""
     return ResNet(stage_sizes=(3, 4, 6, 3), block="bottleneck", num_classes=num_classes,
-                  stem=stem, width=width)
+                  stem=stem, width=width, normalize=normalize)

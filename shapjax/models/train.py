@@ -26,6 +26,7 @@ References:
 """
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -35,12 +36,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .adversarial import PGDConfig, pgd_attack
-from .classifier import (
-    Classifier,
-    save_checkpoint,
-)
+from shapjax._util.api import keyword_key
 
+from .adversarial import PGDConfig, pgd_attack
+from .checkpoint import save_checkpoint
+from .classifier import Classifier
+
+_LOG = logging.getLogger(__name__)
 
 class TrainState(NamedTuple):
     """State of :func:`make_train_step`: flax variables, optimizer state, step count."""
@@ -120,7 +122,7 @@ def make_train_step(classifier: Classifier, optimizer: optax.GradientTransformat
         x = _augment(k_aug, images.astype(jnp.float32), shift, flip)
         y = labels.astype(jnp.int32)
         if adversarial is not None:
-            x = pgd_attack(k_adv, attack_apply, state.params, x, y, eps=adversarial.eps,
+            x = pgd_attack(attack_apply, state.params, x, y, key=k_adv, eps=adversarial.eps,
                            step_size=adversarial.step_size, n_steps=adversarial.n_steps,
                            norm=adversarial.norm)
 
@@ -182,7 +184,8 @@ def _check_data(classifier: Classifier, data: Any, argname: str) -> None:
                          f"range [{labels.min()}, {labels.max()}]")
 
 
-def train(key: jax.Array, classifier: Classifier, data: Any, *, epochs: int = 5, batch_size: int = 128,
+@keyword_key
+def train(classifier: Classifier, data: Any, *, key, epochs: int = 5, batch_size: int = 128,
           learning_rate: float = 1e-3, weight_decay: float = 1e-4,
           optimizer: optax.GradientTransformation | None = None, eval_data: Any = None,
           shift: int = 0, flip: bool = False, adversarial: PGDConfig | None = None,
@@ -207,8 +210,8 @@ def train(key: jax.Array, classifier: Classifier, data: Any, *, epochs: int = 5,
         (``.msgpack`` + ``.json`` with the history and ``metadata``).
       metadata: extra entries for the checkpoint's JSON.
       progress: show a tqdm progress bar.
-      log: where epoch reports go (default: ``tqdm.write``; ``progress=False``
-        and no ``log`` prints nothing).
+      log: where epoch reports go (default: the ``logging`` logger
+        ``shapjax.models.train`` at INFO level; the CLI passes its own).
 
     Returns:
       :class:`TrainResult` ``(classifier, history)``; ``history[i]`` has
@@ -228,10 +231,15 @@ def train(key: jax.Array, classifier: Classifier, data: Any, *, epochs: int = 5,
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
     if int(shift) != shift or shift < 0:
         raise ValueError(f"shift: expected a non-negative int, got {shift!r}")
+    for name, v in (("learning_rate", learning_rate), ("weight_decay", weight_decay)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not np.isfinite(v) or v < 0 \
+                or (name == "learning_rate" and v == 0):
+            raise ValueError(f"{name}: expected a finite {'positive' if name == 'learning_rate' else 'non-negative'} "
+                             f"number, got {v!r}")
     if adversarial is not None and not isinstance(adversarial, PGDConfig):
         raise TypeError(f"adversarial: expected a PGDConfig or None, got {type(adversarial).__name__}")
     if log is None:
-        log = tqdm.write if progress else (lambda _msg: None)
+        log = _LOG.info
 
     n = len(data.labels)
     batch_size = min(int(batch_size), n)
@@ -258,6 +266,12 @@ def train(key: jax.Array, classifier: Classifier, data: Any, *, epochs: int = 5,
                     bar.set_postfix(epoch=epoch + 1, loss=f"{float(metrics['loss']):.4f}")
                 sums = {k: sums[k] + metrics[k] for k in sums}
                 bar.update(1)
+            params_ok = all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(state.params))
+            if not (np.isfinite(float(sums["loss"])) and params_ok):
+                raise FloatingPointError(
+                    f"training diverged in epoch {epoch + 1}: the loss is {float(sums['loss']) / steps_per_epoch} and "
+                    f"{'the weights are finite' if params_ok else 'some weights are NaN/inf'}; nothing was written for "
+                    "this epoch (lower learning_rate, or check the data)")
             model = classifier.replace(params=state.params)
             record = {"epoch": epoch + 1,
                       "loss": float(sums["loss"]) / steps_per_epoch,

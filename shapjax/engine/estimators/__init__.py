@@ -11,7 +11,7 @@ from shapjax.engine.estimators import (
     partition,
     permutation,
 )
-from shapjax.engine.estimators.base import Design, Estimator
+from shapjax.engine.estimators.base import TARGETS, Design, Estimator
 
 ESTIMATORS: dict[str, Estimator] = {
     "exact": exact.ESTIMATOR,
@@ -31,4 +31,4 @@ def get_estimator(method: str) -> Estimator:
     return ESTIMATORS[method]
 
 
-__all__ = ["Design", "Estimator", "ESTIMATORS", "get_estimator"]
+__all__ = ["Design", "Estimator", "ESTIMATORS", "TARGETS", "get_estimator"]

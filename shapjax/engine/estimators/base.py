@@ -3,7 +3,7 @@
 A non-adaptive estimator is two pure functions (blackjax-style low-level
 kernels under the thin :func:`shapjax.shapley` facade):
 
-* ``design(key, n_players, n_evals, **options) -> Design`` picks the
+* ``design(n_players, n_evals, *, key) -> Design`` picks the
   coalitions to evaluate (``[N, M]`` bool, the empty and full coalitions are
   *not* included: the engine always evaluates those two itself) plus any
   estimator-specific ``aux`` pytree (weights, permutations...).
@@ -14,7 +14,7 @@ Because the design does not depend on the game, one design can be shared by
 many games (a batch of images) and the regression factored once.
 
 Adaptive estimators (the Owen/partition explainer) instead provide
-``estimate(key, eval_fn, n_players, n_evals, **options)``.
+``estimate(eval_fn, n_players, n_evals, *, key, **options)``.
 """
 from __future__ import annotations
 
@@ -40,8 +40,11 @@ class Estimator(NamedTuple):
       solve: see module docstring (None for adaptive estimators).
       estimate: adaptive path (None for design/solve estimators).
       efficient: whether values sum exactly to ``v(all) - v(empty)``.
-      shapley: whether the method estimates Shapley values (LIME and
-        occlusion do not).
+      estimates: what the method's values estimate, one of :data:`TARGETS`:
+        ``"shapley"`` (Shapley values), ``"owen"`` (Owen values over a partition
+        tree: equal to the Shapley values only for special games, e.g. additive
+        ones), ``"lime-surrogate"`` (coefficients of a locally weighted linear
+        surrogate) or ``"leave-one-out"`` (occlusion: ``v(N) - v(N \\ i)``).
       used_evals: ``(M, n_evals, options) -> int``, evaluations actually spent.
     """
 
@@ -52,4 +55,18 @@ class Estimator(NamedTuple):
     solve: Optional[Callable] = None
     estimate: Optional[Callable] = None
     efficient: bool = True
-    shapley: bool = True
+    estimates: str = "shapley"
+
+    @property
+    def shapley(self) -> bool:
+        """True when the values estimate Shapley values (see :attr:`estimates`)."""
+        return self.estimates == "shapley"
+
+
+#: What an estimator's values can estimate, with a one-line meaning (``shapjax methods`` shows it).
+TARGETS = {
+    "shapley": "Shapley values",
+    "owen": "Owen values (a partition-tree variant of Shapley values)",
+    "lime-surrogate": "coefficients of a local linear surrogate (not Shapley values)",
+    "leave-one-out": "leave-one-out drops v(N) - v(N - i) (not Shapley values)",
+}

@@ -53,7 +53,10 @@ def plan(n_players: int, n_rows: int):
         gm = float(sum(mass[s] for s in g))
         count = regression.group_count(M, g)
         share = remaining_rows * gm / remaining_mass if remaining_mass > 1e-12 else 0.0
-        if count <= remaining_rows and share >= count * (1 - 1e-9):
+        # The singletons and their complements (sizes 1 and M-1) are always enumerated: they make
+        # the design full rank at every allowed budget, so even the minimum budget is exact on an
+        # additive game (sampled pairs alone repeat and leave directions unidentified).
+        if count <= remaining_rows and (i == 0 or share >= count * (1 - 1e-9)):
             enum.append(g)
             remaining_rows -= count
             remaining_mass -= gm
@@ -62,7 +65,7 @@ def plan(n_players: int, n_rows: int):
     return enum, [], 0
 
 
-def design(key, n_players: int, n_evals: int) -> Design:
+def design(n_players: int, n_evals: int, *, key) -> Design:
     M = int(n_players)
     mass = shapley_kernel_size_mass(M)
     enum, sample, n_pairs = plan(M, n_evals - 2)
@@ -75,7 +78,7 @@ def design(key, n_players: int, n_evals: int) -> Design:
     k_size, k_sub = jax.random.split(key)
     gi = jax.random.choice(k_size, len(sample), (n_pairs,), p=jnp.asarray(gmass / rest))
     sizes = jnp.asarray([g[0] for g in sample])[gi]
-    z = random_subsets(k_sub, sizes, M)
+    z = random_subsets(sizes, M, key=k_sub)
     pairs = jnp.stack([z, ~z], axis=1).reshape(2 * n_pairs, M)
     Z = jnp.concatenate([jnp.asarray(Ze), pairs])
     w = jnp.concatenate([jnp.asarray(we), jnp.full((2 * n_pairs,), rest / (2 * n_pairs), jnp.float32)])
@@ -89,11 +92,15 @@ def used_evals(M, n_evals, **options):
     return mass_rows + 2 * n_pairs + 2
 
 
+def min_evals(M: int) -> int:
+    """The empty and full coalitions plus the M singletons and their M complements (all of them
+    when M <= 3): the smallest budget whose design always has full rank."""
+    return min(2 * M + 2, 2**M)
+
+
 ESTIMATOR = Estimator(
     name="kernel",
-    # k paired samples span at most k + 1 directions: the constrained regression
-    # needs k >= M - 1 pairs, i.e. 2M evaluations with the empty and full ones.
-    min_evals=lambda M: 2 * M,
+    min_evals=min_evals,
     used_evals=used_evals,
     design=design,
     solve=regression.solve,

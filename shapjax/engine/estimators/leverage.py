@@ -39,6 +39,7 @@ import numpy as np
 
 from shapjax.engine.estimators import regression
 from shapjax.engine.estimators.base import Design, Estimator
+from shapjax.engine.estimators.kernel import min_evals as kernel_min_evals
 from shapjax.engine.samplers import distinct_subsets
 from shapjax.kernels.weights import leverage_size_mass, shapley_kernel_size_mass
 
@@ -55,6 +56,9 @@ def plan(n_players: int, n_rows: int):
     groups = regression.size_groups(M)
     enum, open_ = [], list(groups)
     rows = int(n_rows)
+    if open_ and regression.group_count(M, open_[0]) <= rows:  # singletons: full rank (see kernel.plan)
+        enum.append(open_.pop(0))
+        rows -= regression.group_count(M, enum[0])
     changed = True
     while changed and open_:
         changed = False
@@ -82,7 +86,7 @@ def plan(n_players: int, n_rows: int):
     return enum, [(g, a) for g, a in zip(open_, alloc) if a > 0]
 
 
-def design(key, n_players: int, n_evals: int) -> Design:
+def design(n_players: int, n_evals: int, *, key) -> Design:
     M = int(n_players)
     mass = shapley_kernel_size_mass(M)
     enum, sampled = plan(M, n_evals - 2)
@@ -91,7 +95,7 @@ def design(key, n_players: int, n_evals: int) -> Design:
     keys = jax.random.split(key, max(len(sampled), 1))
     for i, (g, k) in enumerate(sampled):
         s = g[0]
-        z = distinct_subsets(keys[i], M, s, k)
+        z = distinct_subsets(M, s, k, key=keys[i])
         Zs.append(jnp.stack([z, ~z], axis=1).reshape(2 * k, M))
         if len(g) == 2:
             w_pair = [mass[s] / k, mass[M - s] / k]
@@ -116,9 +120,7 @@ def used_evals(M, n_evals, **options):
 
 ESTIMATOR = Estimator(
     name="leverage",
-    # k paired samples span at most k + 1 directions: the constrained regression
-    # needs k >= M - 1 pairs, i.e. 2M evaluations with the empty and full ones.
-    min_evals=lambda M: 2 * M,
+    min_evals=kernel_min_evals,  # the singleton group is enumerated first: full rank at every budget
     used_evals=used_evals,
     design=design,
     solve=regression.solve,

@@ -25,7 +25,7 @@ KERNEL_WIDTH = 0.25
 ALPHA = 1.0
 
 
-def design(key, n_players: int, n_evals: int) -> Design:
+def design(n_players: int, n_evals: int, *, key) -> Design:
     Z = jax.random.bernoulli(key, 0.5, (n_evals - 2, int(n_players)))
     return Design(Z, None)
 
@@ -49,5 +49,5 @@ ESTIMATOR = Estimator(
     design=design,
     solve=solve,
     efficient=False,
-    shapley=False,
+    estimates="lime-surrogate",
 )

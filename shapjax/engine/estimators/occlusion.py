@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from shapjax.engine.estimators.base import Design, Estimator
 
 
-def design(key, n_players: int, n_evals: int) -> Design:
+def design(n_players: int, n_evals: int, *, key) -> Design:
     del key, n_evals
     M = int(n_players)
     return Design(~jnp.eye(M, dtype=bool), None)
@@ -36,5 +36,5 @@ ESTIMATOR = Estimator(
     design=design,
     solve=solve,
     efficient=False,
-    shapley=False,
+    estimates="leave-one-out",
 )

@@ -43,7 +43,7 @@ from shapjax.engine.estimators.base import Estimator
 
 class Tree(NamedTuple):
     """Binary hierarchy over ``M`` players (for images see
-    :func:`shapjax.segment.partition_tree`, which has the same layout).
+    :func:`shapjax.image.hierarchy.partition_tree`, which has the same layout).
 
     Nodes ``0..M-1`` are the leaves (player ids), internal nodes are
     ``M..2M-2`` and the root is ``2M-2``. ``left[i]``/``right[i]`` are the
@@ -114,7 +114,7 @@ def schedule(n_players: int, n_evals: int, *, tree: Tree | None = None):
     return ks
 
 
-def estimate(key, eval_fn, n_players: int, n_evals: int, *, tree: Tree | None = None, ks=None):
+def estimate(eval_fn, n_players: int, n_evals: int, *, key, tree: Tree | None = None, ks=None):
     """Owen values of the game ``eval_fn([n, M] bool) -> [n, K]``.
 
     Returns ``(values [M, K], None, v_empty [K], v_full [K])``.
@@ -178,4 +178,7 @@ ESTIMATOR = Estimator(
     min_evals=lambda M: 2,
     used_evals=used_evals,
     estimate=estimate,
+    # Owen values: exact for additive games, 4-69 % away from the Shapley values of
+    # interacting games at any budget (benchmarks/results/accuracy.md).
+    estimates="owen",
 )

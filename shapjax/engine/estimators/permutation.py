@@ -71,7 +71,7 @@ def _stratified_perms(key, P: int, M: int):
     """
     n_blocks = -(-P // M)
     k1, k2, k3 = jax.random.split(key, 3)
-    tau, sigma, rho = (permutations(k, n_blocks, M) for k in (k1, k2, k3))
+    tau, sigma, rho = (permutations(n_blocks, M, key=k) for k in (k1, k2, k3))
     rows = []
     for b in range(n_blocks):
         n_in = min(M, P - b * M)
@@ -82,13 +82,13 @@ def _stratified_perms(key, P: int, M: int):
 
 
 def make_design(kind: str):
-    def design(key, n_players: int, n_evals: int) -> Design:
+    def design(n_players: int, n_evals: int, *, key) -> Design:
         M = int(n_players)
         P = n_permutations(kind, M, n_evals)
         if kind == "permutation":
-            perms = permutations(key, P, M)
+            perms = permutations(P, M, key=key)
         elif kind == "antithetic":
-            half = permutations(key, P // 2, M)
+            half = permutations(P // 2, M, key=key)
             perms = jnp.stack([half, half[:, ::-1]], axis=1).reshape(P, M)
         elif kind == "stratified":
             perms = _stratified_perms(key, P, M)
