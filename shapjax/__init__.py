@@ -28,7 +28,8 @@ __version__ = "0.2.0"
 _compat.install()
 
 #: subpackages imported on first use (matplotlib, tfds and flax models are heavy)
-_LAZY = {"kernels", "engine", "image", "baselines", "evaluation", "models", "data", "plot", "cli", "pipeline"}
+_LAZY = {"kernels", "engine", "image", "baselines", "evaluation", "models", "data", "plot", "cli", "pipeline",
+         "counterfactual"}
 #: functions of lazily imported subpackages (zarr is imported on first use)
 _LAZY_FUNCTIONS = {"explain_dataset": "pipeline", "load_results": "pipeline"}
 

@@ -8,8 +8,8 @@ Commands:
   figures of the first images and a JSON summary (``summary.json``, written last).
 * ``shapjax demo`` - the same job on the shipped models and sample images.
 * ``shapjax models`` / ``shapjax methods`` - what is available, one line each.
-* ``shapjax train ...`` / ``shapjax compare ...`` - delegate to
-  :mod:`shapjax.cli.train` and :mod:`shapjax.cli.compare`.
+* ``shapjax train ...`` / ``shapjax compare ...`` / ``shapjax counterfactual ...`` - delegate to
+  :mod:`shapjax.cli.train`, :mod:`shapjax.cli.compare` and :mod:`shapjax.cli.counterfactual`.
 
 Every error the user can cause (missing or unreadable image, unknown model,
 method, masker or segmenter, shape mismatch, bad option values) ends with one
@@ -148,6 +148,9 @@ def models_lines() -> list[str]:
         shown = ", ".join(cls) if len(", ".join(cls)) <= 40 else ", ".join(cls[:3]) + ", ..."
         acc = _accuracy(meta)
         acc_s = f"{acc[0]}accuracy {100 * acc[1]:.1f}%" if acc else "accuracy n/a"
+        pgd = meta.get("pgd_accuracy")
+        if isinstance(pgd, dict) and isinstance(pgd.get("accuracy"), (int, float)):
+            acc_s += f", PGD-{pgd.get('norm', '?').upper()} eps {pgd.get('eps')}: {100 * pgd['accuracy']:.1f}%"
         params = f", {meta['n_parameters']:,} parameters" if isinstance(meta.get("n_parameters"), int) else ""
         lines.append(f"{n:<{w}}  input {shape:<8}  {len(cls)} classes ({shown})  {acc_s}  "
                      f"[{meta.get('architecture', '?')}{params}]")
@@ -344,6 +347,7 @@ def _parser() -> argparse.ArgumentParser:
                    ).set_defaults(func=cmd_methods)
     sub.add_parser("train", add_help=False, help="train a classifier (shapjax train --help)")
     sub.add_parser("compare", add_help=False, help="compare against shap/captum/lime (shapjax compare --help)")
+    sub.add_parser("counterfactual", add_help=False, help="sparse counterfactuals (shapjax counterfactual --help)")
     return p
 
 
@@ -369,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         i += 1
     try:
         try:
-            if i < len(argv) and argv[i] in ("train", "compare"):
+            if i < len(argv) and argv[i] in ("train", "compare", "counterfactual"):
                 return _delegate(argv[i], argv[i + 1:], quiet=any(a in ("-q", "--quiet") for a in argv[:i]))
             parser = _parser()
             try:
