@@ -226,3 +226,14 @@ def test_explore_command_rejects_bad_options(tmp_path, capsys):
     assert "--settings" in capsys.readouterr().err
     assert main(["explore", "samples:planted-patch"]) == 2
     assert "--store" in capsys.readouterr().err
+
+
+def test_superpixel_settings_pad_the_players_to_few_compiled_sizes(planted, explainer):
+    from shapjax.explorer.settings import parse_setting
+
+    clf, ds = planted
+    r = explainer.submit(1, 0, parse_setting("lime|slic:12|segment_mean")).result(timeout=300)
+    M = int(r.segments.max()) + 1
+    assert r.values.shape[0] % 16 == 0 and r.values.shape[0] >= M + 1  # padded players are empty ...
+    np.testing.assert_allclose(r.values[M:], 0.0)  # ... and worth nothing
+    assert r.pixels.shape == (32, 32) and 0 <= r.positive_share(ds.masks[1]) <= 1

@@ -188,7 +188,12 @@ class Explainer:
             a = integrated_gradients(self.clf, x, outputs=out[:, 0], baseline=0.0, steps=self.ig_steps)
             return np.asarray(a.heatmap()[0], np.float32), None, None, "integrated_gradients", "zero baseline"
         masker = get_masker(setting.masker, images=self.images)
-        exp = explain(self.clf, x, key=jax.random.fold_in(self._key, i), segments=get_segmenter(setting.segments),
+        segmenter = get_segmenter(setting.segments)
+        seg, n_seg = segmenter, None
+        if segmenter.fixed_n_segments is None:  # superpixels: a few player counts, so a few compiled programs
+            seg = np.asarray(segmenter(np.asarray(x)))
+            n_seg = -(-(int(seg.max()) + 2) // 16) * 16
+        exp = explain(self.clf, x, key=jax.random.fold_in(self._key, i), segments=seg, n_segments=n_seg,
                       masker=masker, method=setting.method, n_evals=self.n_evals, outputs=out, batch_size=256)
         pixels = np.asarray(exp.to_pixels()[0, :, :, 0], np.float32)
         return (pixels, np.asarray(exp.segments[0], np.int32), np.asarray(exp.values[0, :, 0], np.float32),
