@@ -10,6 +10,7 @@ side-by-side comparison, and saves the page.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -88,12 +89,14 @@ def main() -> int:
             d.find_element(By.ID, "btn-compare").click()
             wait.until(lambda d: d.execute_script("return [...document.querySelectorAll('#compare-grid img')]"
                                                   ".every(i => i.complete && i.naturalWidth > 0)"))
-            h = d.execute_script("return document.body.scrollHeight")
-            d.set_window_size(1300, h + 10)
             d.execute_script("window.scrollTo(0, 0)")
             time.sleep(0.5)
+            w, h = d.execute_script("return [document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+            shot = d.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
+                                                                "clip": {"x": 0, "y": 0, "width": w, "height": h,
+                                                                         "scale": 1}})
             out = ROOT / "docs" / "explorer.png"
-            d.save_screenshot(str(out))
+            out.write_bytes(base64.b64decode(shot["data"]))
             print(f"{out}: {d.find_element(By.ID, 'reason').text}")
         finally:
             d.quit()
