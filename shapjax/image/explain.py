@@ -257,6 +257,9 @@ def explain(
       >>> exp.values.shape
       (2, 16, 1)
     """
+    if method == "amortized":
+        raise ValueError("method='amortized' (a trained explainer) is served by shapjax.explain or "
+                         "shapjax.amortized.explain, not shapjax.image.explain")
     check_key(key)
     images = _as_images(images)
     B, H, W, C = images.shape
