@@ -189,3 +189,24 @@ def test_side_by_side_with_the_classifier_in_one_jitted_step():
         params, state, val = step(params, state, x, y, jax.random.key(i))
         first = float(val) if first is None else first
     assert float(val) < first
+
+
+def test_cli_amortize_then_explain(tmp_path, capsys):
+    from shapjax.cli.app import main
+
+    ck = tmp_path / "exp"
+    assert main(["--no-cache", "amortize", "--model", "mnist-cnn", "--data", "samples:mnist", "--n", "8",
+                 "--segments", "grid:2x2", "--epochs", "1", "--batch-size", "4", "--n-pairs", "1",
+                 "--out", str(ck), "--no-progress"]) == 0
+    assert (tmp_path / "exp.json").is_file()
+    out = tmp_path / "out"
+    assert main(["--no-cache", "-q", "explain", "samples:mnist:4", "--method", "amortized", "--explainer",
+                 str(ck) + ".msgpack", "--segments", "grid:2x2", "--masker", "constant:0", "--top-k", "1",
+                 "--out", str(out), "--figures", "0"]) == 0
+    r = np.load(out / "results.npz")
+    assert r["values"].shape == (4, 4, 1)
+    np.testing.assert_allclose(r["values"].sum(1), r["full_values"] - r["base_values"], rtol=1e-4, atol=1e-4)
+    capsys.readouterr()
+    assert main(["--no-cache", "-q", "explain", "samples:mnist:2", "--method", "amortized", "--segments", "grid:5x5",
+                 "--masker", "constant:0", "--out", str(tmp_path / "o2")]) == 2
+    assert "no shipped explainer matches" in capsys.readouterr().err

@@ -194,10 +194,10 @@ def find(model, images_shape, *, segments, masker: Masker) -> Explainer:
                         f"{e['masker']})" for e in shipped) or "none"
     raise ValueError(f"method='amortized': no shipped explainer matches model {model_name(model)!r} (fingerprint "
                      f"{fp}), segments {seg_desc} and masker {masker.describe()}. Shipped: {listing}. Train one "
-                     "with shapjax.amortized.train(...) or `shapjax amortize`, then pass explainer=")
+                     "with shapjax.amortized.train(...) or `shapjax amortize`, then pass explainer= (CLI: --explainer FILE)")
 
 
-def pretrained(name: str, model=None) -> Explainer:
+def pretrained(name: str, *, model=None) -> Explainer:
     """Load a shipped explainer by file name (see :func:`available`); ``model`` defaults to the shipped
     classifier it explains (``shapjax.models.pretrained(model_name)``)."""
     names = [e["name"] for e in available()]

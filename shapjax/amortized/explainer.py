@@ -137,7 +137,7 @@ def _forward(explainer: Explainer, images: jax.Array):
     repl = explainer.masker.replacement(images, jnp.broadcast_to(seg, (B,) + seg.shape), M)
     if explainer.masker.same_for_every_image():
         repl = repl[:1]
-    v0, v1 = end_values(model_fn, images, seg, repl, None, M)
+    v0, v1 = end_values(model_fn, images, seg, repl, n_players=M)
     cls = jnp.asarray(explainer.classes, jnp.int32)
     raw = explainer.net.apply(explainer.params, images)
     phi = normalize(raw, v0[:, cls], v1[:, cls])

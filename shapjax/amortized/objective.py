@@ -67,7 +67,7 @@ def _outputs(model_fn: Callable, x: jax.Array, classes: Optional[jax.Array]) -> 
 
 
 def game_values(model_fn: Callable, images: jax.Array, segments: jax.Array, replacement: jax.Array,
-                Z: jax.Array, classes: Optional[jax.Array] = None) -> jax.Array:
+                Z: jax.Array, *, classes: Optional[jax.Array] = None) -> jax.Array:
     """``v_x(S)`` for coalitions ``Z [B, P, M]`` of images ``[B, H, W, C]`` -> ``[B, P, K]``.
 
     ``segments`` is ``[H, W]`` (one segmentation for every image), ``replacement``
@@ -82,7 +82,7 @@ def game_values(model_fn: Callable, images: jax.Array, segments: jax.Array, repl
     return _outputs(model_fn, x, classes).reshape(B, P, -1)
 
 
-def end_values(model_fn: Callable, images: jax.Array, segments: jax.Array, replacement: jax.Array,
+def end_values(model_fn: Callable, images: jax.Array, segments: jax.Array, replacement: jax.Array, *,
                classes: Optional[jax.Array] = None, n_players: Optional[int] = None):
     """``(v(empty) [B, K], v(all) [B, K])``: the model on the fully masked and on the unmasked images."""
     B = images.shape[0]
@@ -127,8 +127,8 @@ def fastshap_loss(net_apply: Callable, params, model_fn: Callable, images: jax.A
         repl = repl[:1]
     target = jax.lax.stop_gradient
     Z = sample_coalitions(B, M, n_pairs, key=key)
-    vz = target(game_values(model_fn, images, seg, repl, Z, classes))  # [B, P, K]
-    v0, v1 = end_values(model_fn, images, seg, repl, classes, M)
+    vz = target(game_values(model_fn, images, seg, repl, Z, classes=classes))  # [B, P, K]
+    v0, v1 = end_values(model_fn, images, seg, repl, classes=classes, n_players=M)
     v0, v1 = target(v0), target(v1)
     phi = normalize(net_apply(params, images), v0, v1)  # [B, M, K]
     pred = v0[:, None, :] + jnp.einsum("bpm,bmk->bpk", Z.astype(phi.dtype), phi)
