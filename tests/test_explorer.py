@@ -208,3 +208,21 @@ def test_confirmed_feedback_survives_a_killed_process(tmp_path):
     with sqlite3.connect(tmp_path / "feedback.sqlite") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert json.loads(FeedbackStore(tmp_path).export_json())[0]["class_name"] == "one"
+
+
+def test_explore_command_names_the_extra_when_starlette_is_missing(monkeypatch, tmp_path, capsys):
+    from shapjax.cli import main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if not installed
+    assert main(["explore", "samples:planted-patch", "--store", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "shapjax[explore]" in err and "uvicorn" in err
+
+
+def test_explore_command_rejects_bad_options(tmp_path, capsys):
+    from shapjax.cli import main
+
+    assert main(["explore", "samples:planted-patch", "--store", str(tmp_path), "--settings", "kernel|grid:2x2"]) == 2
+    assert "--settings" in capsys.readouterr().err
+    assert main(["explore", "samples:planted-patch"]) == 2
+    assert "--store" in capsys.readouterr().err

@@ -8,8 +8,9 @@ Commands:
   figures of the first images and a JSON summary (``summary.json``, written last).
 * ``shapjax demo`` - the same job on the shipped models and sample images.
 * ``shapjax models`` / ``shapjax methods`` - what is available, one line each.
-* ``shapjax train ...`` / ``shapjax compare ...`` / ``shapjax counterfactual ...`` - delegate to
-  :mod:`shapjax.cli.train`, :mod:`shapjax.cli.compare` and :mod:`shapjax.cli.counterfactual`.
+* ``shapjax train ...`` / ``shapjax compare ...`` / ``shapjax counterfactual ...`` / ``shapjax amortize ...`` / ``shapjax explore ...`` -
+  delegate to :mod:`shapjax.cli.train`, :mod:`shapjax.cli.compare`, :mod:`shapjax.cli.counterfactual` and
+  :mod:`shapjax.cli.explore`.
 
 Every error the user can cause (missing or unreadable image, unknown model,
 method, masker or segmenter, shape mismatch, bad option values) ends with one
@@ -354,6 +355,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("counterfactual", add_help=False, help="sparse counterfactuals (shapjax counterfactual --help)")
     sub.add_parser("amortize", add_help=False,
                    help="train an amortized explainer, FastSHAP (shapjax amortize --help)")
+    sub.add_parser("explore", add_help=False,
+                   help="a local web page: explanations, 👍/👎, settings learned from feedback (shapjax explore --help)")
     return p
 
 
@@ -379,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         i += 1
     try:
         try:
-            if i < len(argv) and argv[i] in ("train", "compare", "counterfactual", "amortize"):
+            if i < len(argv) and argv[i] in ("train", "compare", "counterfactual", "amortize", "explore"):
                 return _delegate(argv[i], argv[i + 1:], quiet=any(a in ("-q", "--quiet") for a in argv[:i]))
             parser = _parser()
             try:

@@ -188,6 +188,7 @@ class Explorer:
         if self.labels is not None and 0 <= int(self.labels[i]) < len(self.class_names):
             label = {"index": int(self.labels[i]), "name": self.class_names[int(self.labels[i])]}
         return {"image_id": self.ids[i], "index": i, "n_images": len(self.ids), "model": self.model_name,
+                "shape": [int(self.images.shape[1]), int(self.images.shape[2])],
                 "image_url": f"/api/image.png?{_q(image_id=self.ids[i])}", "label": label,
                 "predicted": self.top(i, 1)[0], "classes": self.top(i),
                 "class": {"index": c, "name": self.class_names[c],
