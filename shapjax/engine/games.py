@@ -19,6 +19,7 @@ import numpy as np
 
 from shapjax._util.api import keyword_key
 from shapjax._util.checks import check_output_dtype
+from shapjax._util.precision import floatx
 
 ValueFn = Callable[[jax.Array], jax.Array]
 
@@ -77,18 +78,18 @@ def evaluate(value_fn: ValueFn, coalitions: jax.Array, *, batch_size: int, unrol
     compiled loop whose memory is bounded by one chunk.
 
     Returns:
-      ``[N, K]`` float32 (a scalar game gets ``K = 1``).
+      ``[N, K]`` float32 (float64 under ``precision="float64"``; a scalar game gets ``K = 1``).
     """
     N, M = coalitions.shape
     bs = int(min(batch_size, max(N, 1)))
 
     def call(z):
-        out = jnp.asarray(value_fn(z), jnp.float32)
+        out = jnp.asarray(value_fn(z), floatx())
         return out[:, None] if out.ndim == 1 else out
 
     if N == 0:
         K = output_spec(value_fn, M, 1) or 1
-        return jnp.zeros((0, K), jnp.float32)
+        return jnp.zeros((0, K), floatx())
     if N <= bs:
         return call(coalitions)
     n_chunks = -(-N // bs)

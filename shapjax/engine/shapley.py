@@ -12,6 +12,7 @@ from flax import struct
 from shapjax._util.checks import check_int, check_key, check_memory, is_traced
 from shapjax._util.chunks import under_autodiff
 from shapjax._util.modelfn import join_model, split_model
+from shapjax._util.precision import check_precision, precision_scope
 from shapjax.engine.estimators import get_estimator
 from shapjax.engine.estimators.partition import Tree, schedule
 from shapjax.engine.games import auto_batch_size, evaluate, output_spec
@@ -90,8 +91,10 @@ def _run_design(est, key, n_players, n_evals, eval_fn, *, solve_active=None):
     return phi, std, V[0], V[1]
 
 
-@partial(jax.jit, static_argnames=("game", "n_players", "method", "n_evals", "batch_size", "ks", "unroll"))
-def _shapley_impl(key, tree, game_data, *, game, n_players, method, n_evals, batch_size, ks, unroll=False):
+@partial(jax.jit, static_argnames=("game", "n_players", "method", "n_evals", "batch_size", "ks", "unroll", "precision"))
+def _shapley_impl(key, tree, game_data, *, game, n_players, method, n_evals, batch_size, ks, unroll=False,
+                  precision="float32"):
+    del precision  # a static argument only: float32 and float64 programs are two cache entries (see floatx)
     est = get_estimator(method)
     value_fn = join_model(game, game_data)
     M = n_players
@@ -113,6 +116,7 @@ def shapley(
     n_evals: int = 2048,
     batch_size: Optional[int] = None,
     tree: Optional[Tree] = None,
+    precision: str = "float32",
 ) -> ShapleyResult:
     """Estimate the Shapley values of a cooperative game.
 
@@ -131,6 +135,12 @@ def shapley(
       batch_size: rows per model call; None picks one.
       tree: for ``"partition"``, a :class:`~shapjax.estimators.partition.Tree`
         (default: recursive halving of the players in index order).
+      precision: ``"float32"`` (default) or ``"float64"``: the dtype of the game values, regression
+        weights and solves. ``"float64"`` runs the program in JAX's x64 mode (enabled for this call
+        only, :mod:`shapjax._util.precision`); full enumeration (``exact``, or ``kernel`` /
+        ``leverage`` with ``n_evals >= 2**M``) then matches the textbook formula to ~1e-12 where
+        float32 stops at ~1e-6 (float32 games are promoted; their values are what they are).
+        Under your own ``jax.jit`` enable ``jax_enable_x64`` globally to keep float64 results.
 
     Returns:
       :class:`ShapleyResult`.
@@ -143,6 +153,15 @@ def shapley(
       [0.0, 1.0, 2.0, 3.0]
     """
     check_key(key)
+    precision = check_precision(precision)
+    # float64: every trace of the game happens in x64 mode (its shape probe too: JAX caches a
+    # NumPy constant converted once in float32 mode and would reuse the float32 copy)
+    with precision_scope(precision):
+        return _shapley(value_fn, n_players, key=key, method=method, n_evals=n_evals, batch_size=batch_size,
+                        tree=tree, precision=precision)
+
+
+def _shapley(value_fn, n_players, *, key, method, n_evals, batch_size, tree, precision):
     M = check_int(n_players, "n_players", 1)
     est = get_estimator(method)
     n_evals = check_int(n_evals, "n_evals", 1)
@@ -164,7 +183,7 @@ def shapley(
     game, game_data = split_model(value_fn, "value_fn")  # a game's parameters are data, not constants
     phi, std, v0, v1 = _shapley_impl(
         key, tree, game_data, game=game, n_players=M, method=method, n_evals=n_evals, batch_size=bs, ks=ks,
-        unroll=under_autodiff(game_data),
+        unroll=under_autodiff(game_data), precision=precision,
     )
     if scalar:
         phi, v0, v1 = phi[:, 0], v0[0], v1[0]

@@ -18,6 +18,7 @@ from shapjax._util.checks import check_images, check_int, check_key, check_outpu
 from shapjax._util.chunks import under_autodiff
 from shapjax._util.modelfn import join_model, split_model
 from shapjax._util.outputs import Outputs, parse_outputs
+from shapjax._util.precision import check_precision, floatx, precision_scope
 from shapjax._util.progress import BARS
 from shapjax.engine.estimators import get_estimator
 from shapjax.engine.estimators.partition import Tree, balanced_tree, schedule
@@ -58,7 +59,7 @@ def _compose_eval(model_fn, images, repl, seg, out_idx, rows_b, Z):
     r_idx = rows_b if repl.shape[0] > 1 else jnp.zeros_like(rows_b)
     x = compose_rows(images[rows_b], repl[r_idx], seg[rows_b], Z)  # [n, R, H, W, C]
     R = x.shape[1]
-    out = jnp.asarray(model_fn(x.reshape((n * R,) + x.shape[2:])), jnp.float32)
+    out = jnp.asarray(model_fn(x.reshape((n * R,) + x.shape[2:])), floatx())
     out = out.reshape(n, R, -1).mean(1)
     return jnp.take_along_axis(out, out_idx[rows_b], axis=1)
 
@@ -94,10 +95,10 @@ def _chunked(fn, n_rows: int, batch_size: int, progress=None, unroll: bool = Fal
 @partial(
     jax.jit,
     static_argnames=("model_fn", "n_segments", "method", "n_evals", "batch_size", "out_mode", "k", "ks", "all_active",
-                     "unroll", "n_classes", "checks"),
+                     "unroll", "n_classes", "checks", "precision"),
 )
 def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, progress, *, n_classes, checks=False,
-                  **static):
+                  precision="float32", **static):
     """The compiled program: the explanation, guarded against inputs that only a trace can see.
 
     Traced inputs (inside a user's ``jit``) cannot be checked on the host. Here, in the program,
@@ -105,6 +106,7 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
     make every returned value NaN (never a plausible wrong number); with ``checks=True`` they raise
     through :mod:`jax.experimental.checkify` instead (wrap the caller with ``checkify.checkify``).
     """
+    del precision  # static only: a float64 program is its own cache entry (shapjax._util.precision)
     M = static["n_segments"]
     bad_pixels = ~jnp.all(jnp.isfinite(images))
     bad_ids = jnp.any((seg < 0) | (seg >= M))
@@ -199,6 +201,7 @@ def explain(
     progress: bool = False,
     checks: bool = False,
     check_result: bool = True,
+    precision: str = "float32",
 ) -> Explanation:
     """Explain an image classifier's outputs with Shapley values of image segments.
 
@@ -243,6 +246,10 @@ def explain(
         when you want it.
       progress: show a progress bar over the evaluated chunks (tqdm; adds a
         host callback per chunk, so leave it off inside your own ``jit``).
+      precision: ``"float32"`` (default) or ``"float64"``: the dtype of the game values (the model's
+        outputs, promoted), the regression weights and the solves; the model itself runs on the
+        float32 images as always. ``"float64"`` compiles the program in JAX's x64 mode for this call
+        (see :func:`shapjax.shapley`): full enumeration is then exact to ~1e-12 for the model's outputs.
 
     Returns:
       :class:`Explanation`.
@@ -257,7 +264,20 @@ def explain(
       >>> exp.values.shape
       (2, 16, 1)
     """
+    if method == "amortized":
+        raise ValueError("method='amortized' (a trained explainer) is served by shapjax.explain or "
+                         "shapjax.amortized.explain, not shapjax.image.explain")
     check_key(key)
+    precision = check_precision(precision)
+    kwargs = dict(key=key, segments=segments, masker=masker, method=method, n_evals=n_evals, outputs=outputs,
+                  batch_size=batch_size, n_segments=n_segments, progress=progress, checks=checks,
+                  check_result=check_result, precision=precision)
+    with precision_scope(precision):  # every trace of the model in the chosen precision (see shapley)
+        return _explain(model_fn, images, **kwargs)
+
+
+def _explain(model_fn, images, *, key, segments, masker, method, n_evals, outputs, batch_size, n_segments, progress,
+             checks, check_result, precision) -> Explanation:
     images = _as_images(images)
     B, H, W, C = images.shape
     est = get_estimator(method)
@@ -312,7 +332,8 @@ def explain(
     run = partial(_explain_impl, key, images, jnp.asarray(seg), masker, out_idx, active, trees, model_tree,
                   model_fn=static_fn, n_segments=M, method=method, n_evals=n_evals, batch_size=bs,
                   out_mode=out_mode, k=k, ks=ks, all_active=all_active,
-                  unroll=under_autodiff(model_tree, images), n_classes=n_classes, checks=bool(checks))
+                  unroll=under_autodiff(model_tree, images), n_classes=n_classes, checks=bool(checks),
+                  precision=precision)
     if checks and not is_traced(images) and not is_traced(model_tree) and not is_traced(seg):
         from jax.experimental import checkify
 

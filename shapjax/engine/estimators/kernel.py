@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shapjax._util.precision import floatx
 from shapjax.engine.estimators import regression
 from shapjax.engine.estimators.base import Design, Estimator
 from shapjax.engine.samplers import random_subsets
@@ -71,7 +72,7 @@ def design(n_players: int, n_evals: int, *, key) -> Design:
     enum, sample, n_pairs = plan(M, n_evals - 2)
     Ze, we = regression.enumerated_rows(M, enum, mass)
     if n_pairs == 0 or not sample:
-        aux = regression.RegressionAux(jnp.asarray(we), len(we), jnp.zeros((0,), jnp.int32), jnp.ones((1,), jnp.float32))
+        aux = regression.RegressionAux(jnp.asarray(we), len(we), jnp.zeros((0,), jnp.int32), jnp.ones((1,), floatx()))
         return Design(jnp.asarray(Ze), aux)
     gmass = np.array([sum(mass[s] for s in g) for g in sample])
     rest = float(gmass.sum())
@@ -81,8 +82,8 @@ def design(n_players: int, n_evals: int, *, key) -> Design:
     z = random_subsets(sizes, M, key=k_sub)
     pairs = jnp.stack([z, ~z], axis=1).reshape(2 * n_pairs, M)
     Z = jnp.concatenate([jnp.asarray(Ze), pairs])
-    w = jnp.concatenate([jnp.asarray(we), jnp.full((2 * n_pairs,), rest / (2 * n_pairs), jnp.float32)])
-    aux = regression.RegressionAux(w, len(we), jnp.zeros((n_pairs,), jnp.int32), jnp.ones((1,), jnp.float32))
+    w = jnp.concatenate([jnp.asarray(we), jnp.full((2 * n_pairs,), rest / (2 * n_pairs), floatx())])
+    aux = regression.RegressionAux(w, len(we), jnp.zeros((n_pairs,), jnp.int32), jnp.ones((1,), floatx()))
     return Design(Z, aux)
 
 

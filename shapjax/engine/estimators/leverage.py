@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shapjax._util.precision import floatx
 from shapjax.engine.estimators import regression
 from shapjax.engine.estimators.base import Design, Estimator
 from shapjax.engine.estimators.kernel import min_evals as kernel_min_evals
@@ -101,14 +102,14 @@ def design(n_players: int, n_evals: int, *, key) -> Design:
             w_pair = [mass[s] / k, mass[M - s] / k]
         else:
             w_pair = [mass[s] / (2 * k)] * 2
-        ws.append(jnp.tile(jnp.asarray(w_pair, jnp.float32), k))
+        ws.append(jnp.tile(jnp.asarray(w_pair, floatx()), k))
         strata.append(np.full(k, i, np.int32))
         fpc.append(max(0.0, 1.0 - k / math.comb(M, s)))
     aux = regression.RegressionAux(
         jnp.concatenate(ws),
         len(we),
         jnp.asarray(np.concatenate(strata) if strata else np.zeros(0, np.int32)),
-        jnp.asarray(np.array(fpc if fpc else [1.0], np.float32)),
+        jnp.asarray(np.array(fpc if fpc else [1.0]), floatx()),
     )
     return Design(jnp.concatenate(Zs), aux)
 
