@@ -116,14 +116,23 @@ def test_look_vote_restart_and_find_the_feedback(browser, tmp_path):
               and by_id("overlay").get_attribute("data-ready") == "1")
         assert not by_id("after-down").get_attribute("hidden")
         assert "next class" in by_id("after-down-text").text
+        by_id("mode-brush").click()  # mark the region that should matter: a brush stroke on the overlay
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        marks = by_id("marks")
+        ActionChains(browser).move_to_element_with_offset(marks, -60, -60).click_and_hold() \
+            .move_by_offset(40, 0).move_by_offset(0, 40).release().perform()
+        _wait(browser, lambda d: by_id("mark-count").text.endswith("marks"))
         by_id("btn-up").click()
         _wait(browser, lambda d: by_id("status").text.startswith("saved #2"))
+        assert "marked pixels" in by_id("status").text
         assert by_id("feedback-count").text == "2 verdicts"
 
         srv.kill()
         assert srv.start()["n_feedback"] == 2
         rows = _get(srv.url + "/api/feedback")["feedback"]
         assert [(r["class_name"], r["verdict"]) for r in rows] == [(first, "down"), (second, "up")]
+        assert rows[0]["regions"] == [] and len(rows[1]["regions"]) >= 2 and {"x", "y", "r"} == set(rows[1]["regions"][0])
         browser.get(srv.url + "/")
         _wait(browser, lambda d: by_id("feedback-count").text == "2 verdicts")
     finally:
