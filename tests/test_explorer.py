@@ -237,3 +237,20 @@ def test_superpixel_settings_pad_the_players_to_few_compiled_sizes(planted, expl
     assert r.values.shape[0] % 16 == 0 and r.values.shape[0] >= M + 1  # padded players are empty ...
     np.testing.assert_allclose(r.values[M:], 0.0)  # ... and worth nothing
     assert r.pixels.shape == (32, 32) and 0 <= r.positive_share(ds.masks[1]) <= 1
+
+
+def test_explanations_are_cached_on_disk_for_a_restarted_server(planted, tmp_path, monkeypatch):
+    from shapjax.explorer.compute import Explainer
+    from shapjax.explorer.settings import parse_setting
+
+    clf, ds = planted
+    s = parse_setting("gradcam")
+    first = Explainer(clf, ds.images, cache_dir=tmp_path).submit(3, 1, s).result(timeout=120)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    again = Explainer(clf, ds.images, cache_dir=tmp_path)
+    monkeypatch.setattr(again, "_explain", lambda *a: (_ for _ in ()).throw(AssertionError("recomputed")))
+    r = again.submit(3, 1, s).result(timeout=120)
+    np.testing.assert_array_equal(r.pixels, first.pixels)
+    assert r.segments is None and r.method == first.method
+    changed = Explainer(clf, ds.images[::-1].copy(), cache_dir=tmp_path)  # other pixels at index 3: no stale read
+    assert changed._disk_path(3, 1, s) != again._disk_path(3, 1, s)

@@ -2,18 +2,23 @@
 
 :class:`Explainer` runs every computation on one worker thread (one JAX
 program at a time; the web server's threads only wait on futures), caches the
-results per ``(image, class, setting)`` in memory, and renders them as PNG
+results per ``(image, class, setting)`` in memory and, with ``cache_dir``, on
+disk (one ``.npz`` per explanation, named by a hash of the model's weights, the
+image's pixels, the class, the setting and the budget, so a restarted server
+does not recompute and a changed model or image never reads a stale file), and renders them as PNG
 overlays (:func:`overlay_png`: red raises the class score, blue lowers it,
 segment outlines in grey).
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -116,12 +121,15 @@ class Explainer:
       seed: image ``i`` is explained with ``fold_in(key(seed), i)``.
       n_evals: coalitions per explanation (segment methods).
       ig_steps: Integrated-Gradients steps.
+      cache_dir: a folder for the on-disk cache (None: memory only).
     """
 
-    def __init__(self, clf, images, *, seed: int = 0, n_evals: int = 512, ig_steps: int = 32):
+    def __init__(self, clf, images, *, seed: int = 0, n_evals: int = 512, ig_steps: int = 32, cache_dir=None):
         import jax
 
-        self.clf = clf
+        self.clf, self.seed = clf, int(seed)
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self._fingerprint = None
         self.images = np.asarray(images, np.float32)
         self.n_evals, self.ig_steps = int(n_evals), int(ig_steps)
         self._key = jax.random.key(int(seed))
@@ -159,14 +167,48 @@ class Explainer:
             fut = self._cache.get((int(i), int(cls), setting.name))
         return fut.result() if fut is not None and fut.done() and fut.exception() is None else None
 
+    def _disk_path(self, i: int, cls: int, setting: Setting) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        if self._fingerprint is None:
+            from shapjax.amortized.explainer import fingerprint
+
+            self._fingerprint = fingerprint(self.clf)
+        h = hashlib.sha256(f"v1|{self._fingerprint}|{cls}|{setting.name}|{self.n_evals}|{self.ig_steps}|"
+                           f"{self.seed}|{i}|{self.images.shape}".encode())
+        h.update(np.ascontiguousarray(self.images[i]).tobytes())
+        return self.cache_dir / f"{h.hexdigest()[:32]}.npz"
+
     def _compute(self, i: int, cls: int, setting: Setting) -> Result:
+        path = self._disk_path(i, cls, setting)
+        if path is not None and path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    seg = z["segments"] if z["segments"].size else None
+                    val = z["values"] if z["values"].size else None
+                    return Result(z["pixels"], seg, val, float(z["seconds"]), str(z["method"]), str(z["masker"]))
+            except (OSError, ValueError, KeyError) as e:  # a damaged file: recompute it
+                log.warning("ignoring the unreadable cache file %s: %s", path, e)
         t0 = time.perf_counter()
         try:
             r = self._explain(i, cls, setting)
         except Exception:
             log.exception("explaining image %d class %d with %s failed", i, cls, setting.name)
             raise
-        return Result(r[0], r[1], r[2], time.perf_counter() - t0, *r[3:])
+        res = Result(r[0], r[1], r[2], time.perf_counter() - t0, *r[3:])
+        if path is not None:
+            from shapjax._util.io import atomic_write
+
+            empty = np.zeros((0,), np.float32)
+            arrays = dict(pixels=res.pixels, segments=empty if res.segments is None else res.segments,
+                          values=empty if res.values is None else res.values, seconds=np.float64(res.seconds),
+                          method=np.str_(res.method), masker=np.str_(res.masker))
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(path, lambda f: np.savez(f, **arrays))
+            except OSError as e:  # the cache is an optimisation: never fail an explanation on it
+                log.warning("could not write the cache file %s: %s", path, e)
+        return res
 
     def _explain(self, i: int, cls: int, setting: Setting):
         import jax

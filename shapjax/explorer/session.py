@@ -64,6 +64,8 @@ class Explorer:
       seed: explanations use ``fold_in(key(seed), image)``; the bandit's draws ``key(seed + 1)``.
       n_evals: coalitions per segment-method explanation.
       region_weight: how many verdicts one region mark is worth per setting it scores.
+      explainer: share an :class:`Explainer` (its cache) between explorers; default: a new one
+        caching on disk in ``STORE/cache``.
     """
 
     def __init__(self, clf, images, *, model_name: str, store, ids: Sequence[str] | None = None, labels=None,
@@ -90,7 +92,8 @@ class Explorer:
         self.by_name = {s.name: s for s in self.settings}
         self.store = store if isinstance(store, FeedbackStore) else FeedbackStore(store)
         self.region_weight = float(region_weight)
-        self.explainer = explainer or Explainer(clf, images, seed=seed, n_evals=n_evals)
+        self.explainer = explainer or Explainer(clf, images, seed=seed, n_evals=n_evals,
+                                                cache_dir=self.store.path.parent / "cache")
         self._bandit_key = jax.random.key(int(seed) + 1)
         self._lock = threading.Lock()
         self._serial = len(self.store)
