@@ -6,7 +6,8 @@
 for each image the top-5 classes, an explanation overlay and 👍/👎. Verdicts go
 to SQLite in ``DIR`` (:class:`FeedbackStore`), and a Thompson-sampling bandit
 over explanation settings (:mod:`shapjax.explorer.bandit`) chooses the setting
-of the next image from them, per model and predicted class.
+of the next image from them, per model and predicted class. :mod:`shapjax.explorer.rrr` fine-tunes
+the model so its input gradients stay inside the marked regions (Ross et al. 2017).
 """
 from shapjax.explorer import bandit
 from shapjax.explorer.session import ApiError, Explorer
