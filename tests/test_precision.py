@@ -19,7 +19,8 @@ def _params():
 
 def _game():
     """A float64 two-layer network on the coalition vector, its parameters passed as data (float64 leaves)."""
-    return jax.tree_util.Partial(lambda p, z: jnp.tanh(z.astype(jnp.result_type(float)) @ p[0] + p[1]) @ p[2], _params())
+    net = lambda p, z: jnp.tanh(z.astype(jnp.result_type(float)) @ p[0] + p[1]) @ p[2]  # noqa: E731
+    return jax.tree_util.Partial(net, _params())
 
 
 def _reference():

@@ -119,6 +119,31 @@ def unanimity_game(members, n_players: int) -> ValueFn:
     return lambda z: jnp.all(z | ~tj, axis=-1).astype(jnp.float32)
 
 
+def sum_of_unanimity_game(n_players: int, *, key, n_terms: int = 30, max_order: int = 3, n_outputs: int = 0):
+    """A sum of unanimity games ``v(S) = sum_b c_b [T_b subset S]`` with random ``T_b`` and ``c_b``.
+
+    ``|T_b|`` is uniform on ``1..max_order`` and ``c_b`` standard normal; the Shapley
+    value is ``sum_b c_b / |T_b|`` on the members of ``T_b``. Returns ``(value_fn, phi)``
+    with ``phi [M]`` (``[M, K]`` and ``[N, K]`` values when ``n_outputs > 0``).
+    """
+    M = int(n_players)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().astype(np.uint32))
+    K = max(int(n_outputs), 1)
+    U = np.zeros((int(n_terms), M), bool)
+    for b in range(int(n_terms)):
+        U[b, rng.choice(M, int(rng.integers(1, max_order + 1)), replace=False)] = True
+    c = rng.standard_normal((int(n_terms), K)).astype(np.float32)
+    phi = (U / U.sum(1, keepdims=True)).T.astype(np.float64) @ c.astype(np.float64)  # [M, K]
+    Uj, cj = jnp.asarray(U), jnp.asarray(c)
+
+    def value_fn(z):
+        hit = jnp.all(z[:, None, :] | ~Uj[None], axis=-1).astype(jnp.float32)  # [N, terms]
+        out = hit @ cj
+        return out if n_outputs else out[:, 0]
+
+    return value_fn, (phi if n_outputs else phi[:, 0])
+
+
 def weighted_voting_game(weights, quota: float) -> ValueFn:
     """``v(S) = 1`` if ``sum_{i in S} w_i >= quota`` else 0."""
     w = jnp.asarray(weights, jnp.float32)

@@ -6,6 +6,7 @@ shared by the batch so the regression estimators factor their system once.
 """
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Callable, Optional
 
@@ -20,6 +21,7 @@ from shapjax._util.modelfn import join_model, split_model
 from shapjax._util.outputs import Outputs, parse_outputs
 from shapjax._util.precision import check_precision, floatx, precision_scope
 from shapjax._util.progress import BARS
+from shapjax.engine import rounds
 from shapjax.engine.estimators import get_estimator
 from shapjax.engine.estimators.partition import Tree, balanced_tree, schedule
 from shapjax.engine.games import auto_batch_size
@@ -29,6 +31,9 @@ from shapjax.image.hierarchy import partition_tree
 from shapjax.image.maskers import Masker
 from shapjax.image.segment import Segmenter, check_segments
 from shapjax.kernels.masking import compose_rows
+
+
+logger = logging.getLogger(__name__)
 
 
 def _as_images(images) -> jax.Array:
@@ -95,10 +100,10 @@ def _chunked(fn, n_rows: int, batch_size: int, progress=None, unroll: bool = Fal
 @partial(
     jax.jit,
     static_argnames=("model_fn", "n_segments", "method", "n_evals", "batch_size", "out_mode", "k", "ks", "all_active",
-                     "unroll", "n_classes", "checks", "precision"),
+                     "unroll", "n_classes", "checks", "precision", "round_evals"),
 )
-def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, progress, *, n_classes, checks=False,
-                  precision="float32", **static):
+def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, progress, tol=None, *, n_classes,
+                  checks=False, precision="float32", **static):
     """The compiled program: the explanation, guarded against inputs that only a trace can see.
 
     Traced inputs (inside a user's ``jit``) cannot be checked on the host. Here, in the program,
@@ -117,15 +122,19 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
         checkify.check(~bad_pixels, "images: NaN or infinite pixel values")
         checkify.check(~bad_ids, f"segments: ids outside 0..n_segments-1 = 0..{M - 1}")
         checkify.check(~bad_out, f"outputs: class indexes outside 0..{n_classes - 1}")
-    out = _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, progress, **static)
+    out = _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, progress, tol=tol, **static)
     bad = bad_pixels | bad_ids | bad_out
     poison = lambda a: None if a is None else jnp.where(bad, jnp.nan, a)  # noqa: E731
-    phi, std, v0, v1, idx = out
-    return poison(phi), poison(std), poison(v0), poison(v1), idx
+    phi, std, v0, v1, idx, info = out
+    info = None if info is None else (info[0], poison(info[1]))
+    return poison(phi), poison(std), poison(v0), poison(v1), idx, info
 
 
 def _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, progress, *, model_fn, n_segments,
-                  method, n_evals, batch_size, out_mode, k, ks, all_active, unroll=False):
+                  method, n_evals, batch_size, out_mode, k, ks, all_active, unroll=False, tol=None, round_evals=None):
+    """The explanation program; returns ``(values, std, base, full, output_indexes, info)`` where
+    ``info`` is None, or ``(evaluations spent, relative standard error)`` with ``tol`` (then
+    ``round_evals`` is set and the rounds of :mod:`shapjax.engine.rounds` run)."""
     est = get_estimator(method)
     model_fn = join_model(model_fn, model_tree)
     M = n_segments
@@ -154,7 +163,19 @@ def _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, 
             return phi, v0, v1
 
         phi, v0, v1 = jax.vmap(one)(jnp.arange(B), trees)
-        return phi, None, v0, v1, out_idx
+        return phi, None, v0, v1, out_idx, None
+
+    if tol is not None:  # rounds of one shared design each until the relative standard error is under tol
+        def eval_rows(Zr):
+            n = Zr.shape[0]
+            fn = lambda rows: _compose_eval(  # noqa: E731
+                model_fn, images, repl, seg, out_idx, rows // n, Zr[rows % n])
+            return _chunked(fn, B * n, batch_size, progress, unroll).reshape(B, n, -1)
+
+        E = eval_rows(with_ends(jnp.zeros((0, M), bool)))
+        r = rounds.run(est, key=key, n_players=M, round_evals=round_evals, n_evals=n_evals, tol=tol,
+                       eval_rows=eval_rows, v0=E[:, 0], v1=E[:, 1], active=None if all_active else active)
+        return r.values, r.std, E[:, 0], E[:, 1], out_idx, (r.spent, r.rse)
 
     d = est.design(M, n_evals, key=key)
     Z = with_ends(d.coalitions)
@@ -171,7 +192,7 @@ def _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, 
         std = None if std is None else jnp.moveaxis(std.reshape(M, B, K), 1, 0)
     else:
         phi, std = jax.vmap(lambda y, a, b, act: est.solve(d, y, a, b, act))(V[:, 2:], V[:, 0], V[:, 1], active)
-    return phi, std, V[:, 0], V[:, 1], out_idx
+    return phi, std, V[:, 0], V[:, 1], out_idx, None
 
 
 def _throw(err_and_out):
@@ -202,6 +223,8 @@ def explain(
     checks: bool = False,
     check_result: bool = True,
     precision: str = "float32",
+    tol: Optional[float] = None,
+    round_evals: Optional[int] = None,
 ) -> Explanation:
     """Explain an image classifier's outputs with Shapley values of image segments.
 
@@ -250,6 +273,14 @@ def explain(
         outputs, promoted), the regression weights and the solves; the model itself runs on the
         float32 images as always. ``"float64"`` compiles the program in JAX's x64 mode for this call
         (see :func:`shapjax.shapley`): full enumeration is then exact to ~1e-12 for the model's outputs.
+      tol: to-tolerance mode (as :func:`shapjax.shapley`): rounds of ``round_evals`` coalitions per image,
+        one design shared by the batch each round, until the relative standard error
+        ``max_i std_i / max(|full - base|, ||values||_2)`` of *every* image and output is at most
+        ``tol``, or another round would exceed ``n_evals`` per image (the cap). ``n_evals`` of the
+        result is what each image spent (``evals`` too, also under your ``jax.jit``), ``rse`` the error
+        reached. Needs kernel, leverage, permutation, antithetic or stratified.
+      round_evals: coalitions per round and image for ``tol`` (default ``min(n_evals, max(256, 4 x the
+        method's minimum))``).
 
     Returns:
       :class:`Explanation`.
@@ -271,13 +302,13 @@ def explain(
     precision = check_precision(precision)
     kwargs = dict(key=key, segments=segments, masker=masker, method=method, n_evals=n_evals, outputs=outputs,
                   batch_size=batch_size, n_segments=n_segments, progress=progress, checks=checks,
-                  check_result=check_result, precision=precision)
+                  check_result=check_result, precision=precision, tol=tol, round_evals=round_evals)
     with precision_scope(precision):  # every trace of the model in the chosen precision (see shapley)
         return _explain(model_fn, images, **kwargs)
 
 
 def _explain(model_fn, images, *, key, segments, masker, method, n_evals, outputs, batch_size, n_segments, progress,
-             checks, check_result, precision) -> Explanation:
+             checks, check_result, precision, tol, round_evals) -> Explanation:
     images = _as_images(images)
     B, H, W, C = images.shape
     est = get_estimator(method)
@@ -295,11 +326,15 @@ def _explain(model_fn, images, *, key, segments, masker, method, n_evals, output
         seg_arr = segments
     seg, M = check_segments(seg_arr, images, n_segments=n_segments)
     check_budget(est, M, n_evals, f"{M} segments")
+    if tol is not None:
+        tol, round_evals = rounds.check_tol(tol, est, M, n_evals, round_evals, players=f"{M} segments")
+    else:
+        round_evals = None
     static_fn, model_tree = split_model(model_fn)
     n_classes = _model_classes(static_fn, model_tree, H, W, C)
     out_mode, k, out_idx = parse_outputs(outputs, n_classes=n_classes, batch=B)
     if M > 1:
-        check_design_memory(est, M, n_evals, n_games=B, n_outputs=k, players=f"{M} segments")
+        check_design_memory(est, M, round_evals or n_evals, n_games=B, n_outputs=k, players=f"{M} segments")
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", 1)
     R = masker.n_replacements()
@@ -329,11 +364,16 @@ def _explain(model_fn, images, *, key, segments, masker, method, n_evals, output
     if M == 1:
         raise ValueError("segments define a single segment: at least 2 players are needed to explain anything")
     progress = bool(progress) and not is_traced(images)
-    run = partial(_explain_impl, key, images, jnp.asarray(seg), masker, out_idx, active, trees, model_tree,
-                  model_fn=static_fn, n_segments=M, method=method, n_evals=n_evals, batch_size=bs,
-                  out_mode=out_mode, k=k, ks=ks, all_active=all_active,
-                  unroll=under_autodiff(model_tree, images), n_classes=n_classes, checks=bool(checks),
-                  precision=precision)
+    unroll = under_autodiff(model_tree, images)
+    if tol is not None and unroll:
+        raise ValueError("tol= cannot be differentiated in reverse mode (its rounds are a lax.while_loop); "
+                         "differentiate a fixed budget instead (n_evals=..., tol=None)")
+    tol_arg = None if tol is None else jnp.asarray(tol, floatx())  # traced: a new tol does not recompile
+    run = lambda token: _explain_impl(  # noqa: E731
+        key, images, jnp.asarray(seg), masker, out_idx, active, trees, model_tree, token, tol_arg,
+        model_fn=static_fn, n_segments=M, method=method, n_evals=n_evals, batch_size=bs, out_mode=out_mode, k=k,
+        ks=ks, all_active=all_active, unroll=unroll, n_classes=n_classes, checks=bool(checks), precision=precision,
+        round_evals=round_evals)
     if checks and not is_traced(images) and not is_traced(model_tree) and not is_traced(seg):
         from jax.experimental import checkify
 
@@ -341,14 +381,22 @@ def _explain(model_fn, images, *, key, segments, masker, method, n_evals, output
         run = lambda token: _throw(checkify.checkify(inner)(token))  # noqa: E731
     if progress:
         with BARS.open(total=B * used, desc=f"explain ({method})") as token:
-            phi, std, v0, v1, out_idx = jax.block_until_ready(run(jnp.int32(token)))
+            phi, std, v0, v1, out_idx, info = jax.block_until_ready(run(jnp.int32(token)))
     else:
-        phi, std, v0, v1, out_idx = run(None)
+        phi, std, v0, v1, out_idx, info = run(None)
     if check_result and not is_traced(phi) and not bool(jnp.all(jnp.isfinite(phi))):
         raise_not_finite("model_fn", v0, v1, method, n_evals)
+    evals = rse = None
+    if info is not None:
+        evals, rse = info
+        used = n_evals if is_traced(evals) else int(evals)
+        if not is_traced(rse) and float(rse) > tol:
+            logger.warning("tol=%g was not reached within n_evals=%d per image (method=%r): relative standard "
+                           "error %.3g after %d evaluations per image; raise n_evals", tol, n_evals, method,
+                           float(rse), used)
     return Explanation(
         values=phi, base_values=v0, full_values=v1, std=std, segments=jnp.asarray(seg), images=images,
-        output_indexes=out_idx, method=method, masker=masker.describe(), n_evals=int(used),
+        output_indexes=out_idx, evals=evals, rse=rse, method=method, masker=masker.describe(), n_evals=int(used),
     )
 
 
@@ -369,7 +417,7 @@ def explain_one_image(image, seg, masker, out_idx, active, tree, model_tree, *, 
     None, base [K], full [K], output_indexes [K])``.
     """
     one = lambda a: None if a is None else a[None]  # noqa: E731
-    phi, std, v0, v1, idx = _explain_core(  # the pipeline checks its (concrete) inputs on the host
+    phi, std, v0, v1, idx, _ = _explain_core(  # the pipeline checks its (concrete) inputs on the host
         key, image[None], seg[None], masker, one(out_idx), one(active),
         None if tree is None else Tree(*(a[None] for a in tree)), model_tree, None, model_fn=model_fn,
         n_segments=n_segments, method=method, n_evals=n_evals, batch_size=batch_size, out_mode=out_mode, k=k, ks=ks,

@@ -105,7 +105,8 @@ def enumerated_rows(n_players: int, groups, mass) -> tuple[np.ndarray, np.ndarra
 
 
 def normal_stats(design, y, v_empty, active):
-    """The round's normal equations ``(A [M, M], b [M, K])`` of :func:`solve` (regularised Gram, ``Z^T W (y - v_empty)``).
+    """The round's normal equations ``(A [M, M], b [M, K])`` of :func:`solve` (regularised Gram,
+    ``Z^T W (y - v_empty)``).
 
     Averaged over independent rounds they are the normal equations of the pooled design (the
     to-tolerance mode of :mod:`shapjax.engine.rounds`): a ratio of means, not a mean of ratios,
