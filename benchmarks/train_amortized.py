@@ -37,7 +37,7 @@ from shapjax import data as data_lib  # noqa: E402
 MNIST_DIR = Path("/work/shared/data/mnist")
 WEIGHTS = ROOT / "shapjax" / "amortized" / "weights"
 N_TRAIN = 8000
-WIDTHS, HIDDEN = (32, 64, 32), 128  # about 0.25M parameters, 1 MB per shipped file
+WIDTHS, HIDDEN = None, 128  # None: the classifier's conv widths, its trunk copied in (warm start)
 
 CONFIGS = {
     "mnist-cnn-grid4x4-constant0": dict(model="mnist-cnn", grid=(4, 4), masker="constant:0"),

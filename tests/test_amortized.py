@@ -134,6 +134,20 @@ def test_bad_inputs(trained):
         amortized.pretrained("no-such-explainer")
 
 
+def test_one_coalition_table_reused_every_epoch():
+    """resample=False: the model is evaluated once per image (a fixed table), epochs reuse it."""
+    model = _linear_model()
+    x = _blocks(jax.random.key(1), 400)
+    res = amortized.train(model, x, key=jax.random.key(2), segments=GRID, masker=maskers.constant(0.0), epochs=15,
+                          batch_size=20, n_pairs=4, learning_rate=1e-2, widths=(16,), hidden=64, patience=15,
+                          resample=False)
+    assert res.metadata["training_model_evals"] == 400 * (2 * 4 + 2)
+    test = _blocks(jax.random.key(3), 16)
+    exact = _exact(model, test)
+    err = np.linalg.norm(np.asarray(res.explainer(test).values) - exact) / np.linalg.norm(exact)
+    assert err < 0.1, err
+
+
 def test_partial_outputs_are_refused_where_not_trained():
     model = _linear_model()
     x = np.asarray(jax.random.uniform(jax.random.key(1), (40, H, W, 1)))

@@ -54,7 +54,7 @@ def save(path, explainer: Explainer, *, metadata: Optional[Mapping[str, Any]] = 
     net = explainer.net
     meta = {"format": FORMAT, **explainer.meta,
             "network": {"n_players": net.n_players, "n_outputs": net.n_outputs, "widths": list(net.widths),
-                        "hidden": net.hidden},
+                        "hidden": net.hidden, "reduce": net.reduce},
             "classes": list(explainer.classes), "n_classes": explainer.n_classes,
             "input_shape": list(explainer.input_shape), "masker_spec": masker_spec(explainer.masker)}
     for k, v in (metadata or {}).items():
@@ -118,7 +118,8 @@ def _from_bytes(meta: Mapping, data: bytes, model, masker: Optional[Masker], *, 
         raise ValueError(f"masker: {source} was trained with masker {meta['masker']}; got {masker.describe()}")
     n = meta["network"]
     net = ExplainerNet(n_players=int(n["n_players"]), n_outputs=int(n["n_outputs"]),
-                       widths=tuple(int(w) for w in n["widths"]), hidden=int(n["hidden"]))
+                       widths=tuple(int(w) for w in n["widths"]), hidden=int(n["hidden"]),
+                       reduce=int(n.get("reduce", 0)))
     import jax
 
     template = jax.eval_shape(lambda: init_params(net, meta["input_shape"], key=jax.random.key(0)))

@@ -27,12 +27,15 @@ class ExplainerNet(nn.Module):
       n_outputs: K, the number of explained model outputs.
       widths: channels of each convolution (all but the last followed by 2x2 max pooling).
       hidden: width of the dense layer before the head.
+      reduce: channels of a 1x1 convolution between the trunk and the dense layer (0: none); it keeps
+        the dense layer small when the trunk is wide (e.g. copied from the classifier).
     """
 
     n_players: int
     n_outputs: int
     widths: Sequence[int] = (32, 64, 64)
     hidden: int = 256
+    reduce: int = 0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -41,6 +44,8 @@ class ExplainerNet(nn.Module):
             x = nn.relu(nn.Conv(int(w), (3, 3), padding="SAME", name=f"conv{i}")(x))
             if i < len(self.widths) - 1:
                 x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+        if self.reduce:
+            x = nn.relu(nn.Conv(int(self.reduce), (1, 1), name="reduce")(x))
         x = x.reshape(x.shape[0], -1)
         x = nn.relu(nn.Dense(int(self.hidden), name="fc_hidden")(x))
         out = nn.Dense(int(self.n_players) * int(self.n_outputs), name="fc_out",
@@ -51,3 +56,26 @@ class ExplainerNet(nn.Module):
 def init_params(net: ExplainerNet, input_shape, *, key) -> dict:
     """The variables of ``net`` for images of shape ``input_shape = (H, W, C)``."""
     return net.init(key, jnp.zeros((1, *tuple(int(s) for s in input_shape)), jnp.float32))
+
+
+def warm_start(params: dict, classifier) -> tuple[dict, list]:
+    """Copy the classifier's convolutions into the explainer's trunk where names and shapes match.
+
+    A shipped ``small_cnn`` classifier has the same trunk layout (``conv0``, ``conv1``, ... on the
+    centred image, 2x2 max pooling between them), so its features start the explainer (as ViT-Shapley
+    starts its explainer from the classifier). Returns ``(params, names copied)``.
+    """
+    src = getattr(classifier, "params", None)
+    src = src.get("params") if isinstance(src, dict) or hasattr(src, "get") else None
+    if src is None:
+        return params, []
+    new, copied = dict(params["params"]), []
+    for name, leaf in params["params"].items():
+        if not name.startswith("conv") or name not in src:
+            continue
+        theirs = src[name]
+        if jax.tree_util.tree_structure(theirs) == jax.tree_util.tree_structure(leaf) and all(
+                a.shape == b.shape for a, b in zip(jax.tree_util.tree_leaves(theirs), jax.tree_util.tree_leaves(leaf))):
+            new[name] = jax.tree_util.tree_map(jnp.asarray, theirs)
+            copied.append(name)
+    return {**params, "params": new}, copied

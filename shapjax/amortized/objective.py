@@ -134,3 +134,27 @@ def fastshap_loss(net_apply: Callable, params, model_fn: Callable, images: jax.A
     pred = v0[:, None, :] + jnp.einsum("bpm,bmk->bpk", Z.astype(phi.dtype), phi)
     loss = jnp.mean((vz - pred) ** 2)
     return loss, {"values": phi, "v0": v0, "v1": v1}
+
+
+def sample_values(model_fn: Callable, images: jax.Array, *, key, segments: jax.Array, masker, n_players: int,
+                  n_pairs: int, classes: Optional[jax.Array] = None):
+    """One table of targets for :func:`table_loss`: ``(Z [B, P, M], v(Z) [B, P, K], v0 [B, K], v1 [B, K])``
+    with ``P = 2 * n_pairs`` paired coalitions per image (the model's outputs, computed once)."""
+    M = int(n_players)
+    B = images.shape[0]
+    seg = jnp.asarray(segments, jnp.int32)
+    repl = masker.replacement(images, jnp.broadcast_to(seg, (B,) + seg.shape), M)
+    if masker.same_for_every_image():
+        repl = repl[:1]
+    Z = sample_coalitions(B, M, n_pairs, key=key)
+    vz = game_values(model_fn, images, seg, repl, Z, classes=classes)
+    v0, v1 = end_values(model_fn, images, seg, repl, classes=classes, n_players=M)
+    return Z, vz, v0, v1
+
+
+def table_loss(net_apply: Callable, params, images: jax.Array, Z: jax.Array, vz: jax.Array, v0: jax.Array,
+               v1: jax.Array) -> jax.Array:
+    """The FastSHAP loss on precomputed targets (:func:`sample_values`): no model evaluation."""
+    phi = normalize(net_apply(params, images), v0, v1)
+    pred = v0[:, None, :] + jnp.einsum("bpm,bmk->bpk", Z.astype(phi.dtype), phi)
+    return jnp.mean((vz - pred) ** 2)

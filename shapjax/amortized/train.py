@@ -17,8 +17,8 @@ from shapjax._util.modelfn import join_model, split_model
 from shapjax.image.maskers import Masker
 
 from .explainer import Explainer, build, fingerprint, model_name, segments_hash
-from .network import ExplainerNet, init_params
-from .objective import fastshap_loss
+from .network import ExplainerNet, init_params, warm_start
+from .objective import fastshap_loss, sample_values, table_loss
 
 _LOG = logging.getLogger(__name__)
 
@@ -123,8 +123,8 @@ def make_train_step(net: ExplainerNet, optimizer: optax.GradientTransformation, 
 @keyword_key
 def train(classifier, images, *, key, segments, masker: Masker, outputs=None, value_model=None, epochs: int = 10,
           batch_size: int = 64, n_pairs: int = 8, learning_rate: float = 1e-3, weight_decay: float = 1e-4,
-          heldout: float = 0.1, patience: int = 3, widths: Sequence[int] = (32, 64, 64), hidden: int = 256,
-          checkpoint=None, metadata: Optional[dict] = None, progress: bool = False,
+          heldout: float = 0.1, patience: int = 3, widths: Optional[Sequence[int]] = None, hidden: int = 128,
+          reduce: Optional[int] = None, warm: bool = True, resample: bool = True, checkpoint=None, metadata: Optional[dict] = None, progress: bool = False,
           log: Optional[Callable[[str], None]] = None) -> TrainResult:
     """Train an explainer network on the FastSHAP objective (:mod:`shapjax.amortized.objective`).
 
@@ -148,7 +148,17 @@ def train(classifier, images, *, key, segments, masker: Masker, outputs=None, va
         ``batch_size * (2 * n_pairs + 2)`` model evaluations.
       heldout: fraction of ``images`` held out (0 < heldout < 1; at least one image).
       patience: stop after this many epochs without a lower held-out loss.
-      widths, hidden: the explainer network (:class:`~shapjax.amortized.network.ExplainerNet`).
+      widths, hidden, reduce: the explainer network (:class:`~shapjax.amortized.network.ExplainerNet`);
+        ``widths=None`` takes the classifier's own convolution widths when it is a ``small_cnn``
+        (else ``(32, 64, 64)``), ``reduce=None`` a 1x1 convolution to 32 channels after a trunk wider
+        than 64.
+      warm: start the explainer's trunk from the classifier's convolutions where names and shapes
+        match (:func:`~shapjax.amortized.network.warm_start`).
+      resample: True (FastSHAP as published): fresh coalitions every step, each step evaluates the
+        model. False: one table of ``n_pairs`` coalition pairs per image is drawn and evaluated once
+        (``N * (2 * n_pairs + 2)`` model evaluations in all) and every epoch reuses it, so the epochs
+        after the first cost only the explainer's own passes: many more steps for the same model
+        evaluations when the model is the expensive part.
       checkpoint: path: the best explainer so far is saved there after each improving epoch.
       metadata: extra JSON entries for the checkpoint.
       progress: tqdm progress bar over the steps.
@@ -191,9 +201,20 @@ def train(classifier, images, *, key, segments, masker: Masker, outputs=None, va
     steps_per_epoch = n_train // batch_size
     total = steps_per_epoch * epochs
 
-    net = ExplainerNet(n_players=M, n_outputs=len(classes), widths=tuple(int(w) for w in widths), hidden=int(hidden))
+    if widths is None:
+        kw = getattr(classifier, "arch_kwargs", {}) if getattr(classifier, "arch", None) == "small_cnn" else {}
+        widths = tuple(kw.get("widths", (32, 64, 64)))
+    widths = tuple(int(w) for w in widths)
+    if reduce is None:
+        reduce = 32 if widths[-1] > 64 else 0
+    net = ExplainerNet(n_players=M, n_outputs=len(classes), widths=widths, hidden=int(hidden), reduce=int(reduce))
     k_init, k_shuffle, k_step, k_held = jax.random.split(key, 4)
     params = init_params(net, (H, W, C), key=k_init)
+    copied = []
+    if warm:
+        params, copied = warm_start(params, classifier)
+        if copied:
+            _LOG.info("explainer trunk starts from the classifier's %s", ", ".join(copied))
     warmup = max(1, min(100, total // 10))
     sched = optax.warmup_cosine_decay_schedule(0.0, float(learning_rate), warmup, max(total, warmup + 1),
                                                end_value=float(learning_rate) * 0.05)
@@ -204,12 +225,37 @@ def train(classifier, images, *, key, segments, masker: Masker, outputs=None, va
                            classes=None if classes == tuple(range(n_classes)) else classes)
 
     held_bs = min(256, n_held)
+    cls_arg = None if classes == tuple(range(n_classes)) else jnp.asarray(classes, jnp.int32)
+    t_start = time.perf_counter()
+    tables = None
+    if not resample:
+        tab = jax.jit(lambda d, xb, k: sample_values(join_model(static, d), xb, key=k, segments=jnp.asarray(seg),
+                                                     masker=masker, n_players=M, n_pairs=n_pairs, classes=cls_arg))
+        t_tab = time.perf_counter()
+        tables = {}
+        for part, xs, kk in (("train", x_train, k_step), ("held", x_held, k_held)):
+            rows = [tab(dynamic, jnp.asarray(xs[i: i + held_bs]), jax.random.fold_in(kk, i))
+                    for i in range(0, len(xs), held_bs)]
+            tables[part] = tuple(np.concatenate([np.asarray(r[j]) for r in rows]) for j in range(4))
+        log(f"coalition table: {n_pairs} pairs for each of {N} images, {N * (2 * n_pairs + 2):,} model evaluations "
+            f"[{time.perf_counter() - t_tab:.1f} s]")
+
+        @jax.jit
+        def table_step(params, opt_state, xb, Z, vz, v0, v1):
+            loss, grads = jax.value_and_grad(lambda p: table_loss(net.apply, p, xb, Z, vz, v0, v1))(params)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss
+
+        held_loss_fn = jax.jit(lambda p, xb, Z, vz, v0, v1: table_loss(net.apply, p, xb, Z, vz, v0, v1))
 
     def heldout_loss(p):
         tot = 0.0
         for i in range(0, n_held, held_bs):
-            xb = x_held[i: i + held_bs]
-            tot += float(step.loss(p, dynamic, jnp.asarray(xb), jax.random.fold_in(k_held, i))) * len(xb)
+            xb = jnp.asarray(x_held[i: i + held_bs])
+            if tables is None:
+                tot += float(step.loss(p, dynamic, xb, jax.random.fold_in(k_held, i))) * len(xb)
+            else:
+                tot += float(held_loss_fn(p, xb, *(jnp.asarray(a[i: i + held_bs]) for a in tables["held"]))) * len(xb)
         return tot / n_held
 
     info = {"model_name": model_name(classifier), "model_fingerprint": fingerprint(classifier),
@@ -219,12 +265,13 @@ def train(classifier, images, *, key, segments, masker: Masker, outputs=None, va
                          "learning_rate": learning_rate, "weight_decay": weight_decay, "heldout": n_held,
                          "n_train_images": n_train, "patience": patience,
                          "optimizer": "adamw, warmup + cosine decay",
+                         "warm_start": copied, "resample": bool(resample),
                          "value_model": "classifier" if value_model is classifier else "value_model"}}
     meta.update(metadata or {})
-    best, best_loss, bad_epochs, history, evals = params, float("inf"), 0, [], 0
-    evals_per_step = batch_size * (2 * n_pairs + 2)
-    evals_held = n_held * (2 * n_pairs + 2)
-    t_start = time.perf_counter()
+    best, best_loss, bad_epochs, history = params, float("inf"), 0, []
+    evals = 0 if tables is None else N * (2 * n_pairs + 2)
+    evals_per_step = batch_size * (2 * n_pairs + 2) if tables is None else 0
+    evals_held = n_held * (2 * n_pairs + 2) if tables is None else 0
 
     def explainer_of(p):
         return build(net, p, value_model, segments=seg, masker=masker, classes=classes, n_classes=n_classes,
@@ -238,8 +285,12 @@ def train(classifier, images, *, key, segments, masker: Masker, outputs=None, va
             tot = 0.0
             for s in range(steps_per_epoch):
                 idx = np.sort(perm[s * batch_size:(s + 1) * batch_size])
-                params, opt_state, loss = step(params, opt_state, dynamic, jnp.asarray(x_train[idx]),
-                                               jax.random.fold_in(k_step, epoch * steps_per_epoch + s))
+                if tables is None:
+                    params, opt_state, loss = step(params, opt_state, dynamic, jnp.asarray(x_train[idx]),
+                                                   jax.random.fold_in(k_step, epoch * steps_per_epoch + s))
+                else:
+                    params, opt_state, loss = table_step(params, opt_state, jnp.asarray(x_train[idx]),
+                                                         *(jnp.asarray(a[idx]) for a in tables["train"]))
                 tot += loss
                 evals += evals_per_step
                 if s % 10 == 0:
