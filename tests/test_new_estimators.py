@@ -9,7 +9,7 @@ from shapjax.engine.games import brute_force_shapley, random_network_game, sum_o
 from shapjax.kernels.polyreg import poly_fit
 
 KEY = jax.random.key(0)
-NEW = ["polyshap"]
+NEW = ["polyshap", "regmc", "svarm"]
 
 
 def rel_err(a, b):
@@ -45,13 +45,37 @@ def test_minimum_budget_is_finite_and_efficient(method):
     assert n == 2 * M + 2
     res = shapjax.shapley(g, M, key=KEY, method=method, n_evals=n)
     assert np.all(np.isfinite(np.asarray(res.values)))
-    np.testing.assert_allclose(res.values.sum(0), res.full_value - res.base_value, atol=1e-4)
+    if shapjax.ESTIMATORS[method].efficient:  # svarm: exact only once every stratum is reached
+        np.testing.assert_allclose(res.values.sum(0), res.full_value - res.base_value, atol=1e-4)
 
 
-def test_polyshap_full_budget_is_exact(net10):
+@pytest.mark.parametrize("method", NEW)
+def test_full_budget_is_exact(net10, method):
     g, ref = net10
-    res = shapjax.shapley(g, 10, key=KEY, method="polyshap", n_evals=2**10)
+    res = shapjax.shapley(g, 10, key=KEY, method=method, n_evals=2**10)
     np.testing.assert_allclose(res.values, ref, atol=3e-4 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("method", ["regmc", "svarm"])
+def test_error_shrinks_with_budget(net10, method):
+    g, ref = net10
+    e = [np.mean([rel_err(shapjax.shapley(g, 10, key=jax.random.key(s), method=method, n_evals=n).values, ref)
+                  for s in range(2)]) for n in (150, 600)]
+    assert e[1] < 0.7 * e[0] and e[1] < 0.1, e
+
+
+def test_regmc_is_unbiased_with_calibrated_errors(net10):
+    g, ref = net10
+    vals, z = [], []
+    for s in range(12):
+        r = shapjax.shapley(g, 10, key=jax.random.key(s), method="regmc", n_evals=200)
+        vals.append(np.asarray(r.values))
+        z.append((np.asarray(r.values) - ref) / np.maximum(np.asarray(r.std), 1e-9))
+    rms = float(np.sqrt(np.mean(np.square(z))))
+    assert 0.4 < rms < 2.5, rms
+    bias = np.abs(np.mean(vals, 0) - ref)
+    spread = np.std(vals, 0) / np.sqrt(len(vals))
+    assert np.all(bias < 4 * spread + 1e-4), (bias, spread)
 
 
 def test_polyshap_beats_leverage_at_equal_budget(net10):
@@ -70,10 +94,18 @@ def test_dual_solver_equals_primal():
     y = g(d.coalitions)
     v0, v1 = g(jnp.zeros((1, M), bool))[0], g(jnp.ones((1, M), bool))[0]
     act = jnp.ones((M,), bool).at[4].set(False)
-    for active in (None, act):
-        fit = jax.jit(lambda Z, w, y, t, solver: (lambda f: (f.phi, f.predict(Z[:20])))(
-            poly_fit(Z, w, y, t, solver=solver, active=active)), static_argnames="solver")
-        (p, pp), (q, qp) = (fit(d.coalitions, d.aux.weights, y - v0, v1 - v0, solver=s) for s in ("primal", "dual"))
+
+    @jax.jit
+    def fits(Z, w, y, t):  # one compiled program for the four fits
+        out = []
+        for active in (None, act):
+            for solver in ("primal", "dual"):
+                f = poly_fit(Z, w, y, t, solver=solver, active=active)
+                out.append((f.phi, f.predict(Z[:20])))
+        return out
+
+    res = fits(d.coalitions, d.aux.weights, y - v0, v1 - v0)
+    for active, (p, pp), (q, qp) in ((None, res[0], res[1]), (act, res[2], res[3])):
         np.testing.assert_allclose(p, q, atol=2e-3 * float(jnp.abs(p).max()))
         np.testing.assert_allclose(pp, qp, atol=5e-3)
         if active is not None:
@@ -84,14 +116,15 @@ def test_dual_solver_equals_primal():
 
 @pytest.mark.parametrize("method", NEW)
 def test_under_jit_and_vmap(method):
-    M = 6
+    M = 5
     W = jax.random.normal(jax.random.key(3), (3, M))
 
     def one(w):
         return shapjax.shapley(lambda z: jnp.sin(z.astype(jnp.float32) @ w), M, key=KEY, method=method,
-                               n_evals=48).values
+                               n_evals=24).values
 
     batched = jax.jit(jax.vmap(one))(W)
     for i in range(3):  # accuracy is checked above; here: the same numbers batched and compiled
         np.testing.assert_allclose(batched[i], one(W[i]), atol=1e-4)
-        np.testing.assert_allclose(batched[i].sum(), float(jnp.sin(W[i].sum()) - 0.0), atol=1e-4)
+        if shapjax.ESTIMATORS[method].efficient:
+            np.testing.assert_allclose(batched[i].sum(), float(jnp.sin(W[i].sum())), atol=1e-4)

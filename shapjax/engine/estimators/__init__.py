@@ -11,6 +11,8 @@ from shapjax.engine.estimators import (
     partition,
     permutation,
     polyshap,
+    regmc,
+    svarm,
 )
 from shapjax.engine.estimators.base import TARGETS, Design, Estimator
 
@@ -19,7 +21,9 @@ ESTIMATORS: dict[str, Estimator] = {
     "kernel": kernel.ESTIMATOR,
     "leverage": leverage.ESTIMATOR,
     "polyshap": polyshap.ESTIMATOR,
+    "regmc": regmc.ESTIMATOR,
     **permutation.ESTIMATORS,
+    "svarm": svarm.ESTIMATOR,
     "partition": partition.ESTIMATOR,
     "lime": lime.ESTIMATOR,
     "occlusion": occlusion.ESTIMATOR,

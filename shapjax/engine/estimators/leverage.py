@@ -50,10 +50,13 @@ def _max_pairs(M, g):
     return n // 2 if len(g) == 1 else n
 
 
-def plan(n_players: int, n_rows: int):
-    """Static allocation: ``(enum_groups, [(group, n_pairs), ...])`` by water-filling over sizes."""
+def plan(n_players: int, n_rows: int, *, size_mass=None):
+    """Static allocation: ``(enum_groups, [(group, n_pairs), ...])`` by water-filling over sizes.
+
+    ``size_mass`` ``[M+1]`` replaces the leverage mass (uniform over sizes) as the allocation target.
+    """
     M = int(n_players)
-    lev = leverage_size_mass(M)
+    lev = leverage_size_mass(M) if size_mass is None else size_mass
     groups = regression.size_groups(M)
     enum, open_ = [], list(groups)
     rows = int(n_rows)
@@ -87,10 +90,10 @@ def plan(n_players: int, n_rows: int):
     return enum, [(g, a) for g, a in zip(open_, alloc) if a > 0]
 
 
-def design(n_players: int, n_evals: int, *, key) -> Design:
+def design(n_players: int, n_evals: int, *, key, size_mass=None) -> Design:
     M = int(n_players)
     mass = shapley_kernel_size_mass(M)
-    enum, sampled = plan(M, n_evals - 2)
+    enum, sampled = plan(M, n_evals - 2, size_mass=size_mass)
     Ze, we = regression.enumerated_rows(M, enum, mass)
     Zs, ws, strata, fpc = [jnp.asarray(Ze)], [jnp.asarray(we)], [], []
     keys = jax.random.split(key, max(len(sampled), 1))
@@ -114,8 +117,8 @@ def design(n_players: int, n_evals: int, *, key) -> Design:
     return Design(jnp.concatenate(Zs), aux)
 
 
-def used_evals(M, n_evals, **options):
-    enum, sampled = plan(M, n_evals - 2)
+def used_evals(M, n_evals, *, size_mass=None, **options):
+    enum, sampled = plan(M, n_evals - 2, size_mass=size_mass)
     return sum(regression.group_count(M, g) for g in enum) + sum(2 * k for _, k in sampled) + 2
 
 
