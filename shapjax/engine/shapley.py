@@ -13,6 +13,7 @@ from shapjax._util.checks import check_int, check_key, check_memory, is_traced
 from shapjax._util.chunks import under_autodiff
 from shapjax._util.modelfn import join_model, split_model
 from shapjax.engine.estimators import get_estimator
+from shapjax.engine.estimators.layout import bucket
 from shapjax.engine.estimators.partition import Tree, schedule
 from shapjax.engine.games import auto_batch_size, evaluate, output_spec
 
@@ -90,8 +91,10 @@ def _run_design(est, key, n_players, n_evals, eval_fn, *, solve_active=None):
     return phi, std, V[0], V[1]
 
 
-@partial(jax.jit, static_argnames=("game", "n_players", "method", "n_evals", "batch_size", "ks", "unroll"))
-def _shapley_impl(key, tree, game_data, *, game, n_players, method, n_evals, batch_size, ks, unroll=False):
+@partial(jax.jit, static_argnames=("game", "n_players", "method", "n_evals", "batch_size", "ks", "unroll",
+                                   "layout_static"))
+def _shapley_impl(key, tree, game_data, layout=None, *, game, n_players, method, n_evals, batch_size, ks,
+                  unroll=False, layout_static=None):
     est = get_estimator(method)
     value_fn = join_model(game, game_data)
     M = n_players
@@ -99,6 +102,11 @@ def _shapley_impl(key, tree, game_data, *, game, n_players, method, n_evals, bat
     if M == 1:
         V = eval_fn(jnp.array([[False], [True]]))
         return (V[1] - V[0])[None], None, V[0], V[1]
+    if layout is not None:  # a bucketed design: every budget of the bucket runs this program
+        d = est.build(M, layout, layout_static, key=key)
+        V = evaluate(value_fn, with_ends(d.coalitions), batch_size=batch_size, n_live=layout.n_live + 2)
+        phi, std = est.solve(d, V[2:], V[0], V[1], None)
+        return phi, std, V[0], V[1]
     if est.estimate is not None:
         return est.estimate(eval_fn, M, n_evals, key=key, tree=tree, ks=ks)
     return _run_design(est, key, M, n_evals, eval_fn)
@@ -149,7 +157,14 @@ def shapley(
     check_budget(est, M, n_evals, f"n_players={M}")
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", 1)
-    bs = batch_size or auto_batch_size(max(n_evals, 2**M if method == "exact" else 0), M)
+    game, game_data = split_model(value_fn, "value_fn")  # a game's parameters are data, not constants
+    unroll = under_autodiff(game_data)
+    layout, layout_static = None, None
+    if est.layout is not None and M > 1 and not unroll:
+        # the design's length is a bucket of the budget, so budgets of one bucket share a program
+        layout, layout_static = est.layout(M, n_evals, bucket(est.used_evals(M, n_evals) - 2))
+    rows = layout_static.n_rows + 2 if layout is not None else max(n_evals, 2**M if method == "exact" else 0)
+    bs = batch_size or auto_batch_size(rows, M)
     K = output_spec(value_fn, M, min(bs, 8))
     scalar = K is None
     check_design_memory(est, M, n_evals, n_games=1, n_outputs=K or 1, players=f"n_players={M}")
@@ -161,10 +176,10 @@ def shapley(
             tree = balanced_tree(M)
         ks = tuple(schedule(M, n_evals, tree=tree))
     used = est.used_evals(M, n_evals, tree=tree) if M > 1 else 2
-    game, game_data = split_model(value_fn, "value_fn")  # a game's parameters are data, not constants
     phi, std, v0, v1 = _shapley_impl(
-        key, tree, game_data, game=game, n_players=M, method=method, n_evals=n_evals, batch_size=bs, ks=ks,
-        unroll=under_autodiff(game_data),
+        key, tree, game_data, layout, game=game, n_players=M, method=method,
+        n_evals=0 if layout is not None else n_evals, batch_size=bs, ks=ks, unroll=unroll,
+        layout_static=layout_static,
     )
     if scalar:
         phi, v0, v1 = phi[:, 0], v0[0], v1[0]
