@@ -17,11 +17,13 @@ estimators) -> :mod:`shapjax.image` (segments, maskers, explain) ->
 :mod:`shapjax.models`, :mod:`shapjax.data`, :mod:`shapjax.plot` and the
 command line :mod:`shapjax.cli`.
 """
+import functools as _functools
 import importlib as _importlib
 
 from shapjax import _compat
 from shapjax.engine import ESTIMATORS, ShapleyResult, shapley
-from shapjax.image import Explanation, explain, maskers, segment
+from shapjax.image import Explanation, maskers, segment
+from shapjax.image import explain as _explain_image
 
 __version__ = "0.2.0"
 
@@ -29,9 +31,34 @@ _compat.install()
 
 #: subpackages imported on first use (matplotlib, tfds and flax models are heavy)
 _LAZY = {"kernels", "engine", "image", "baselines", "evaluation", "models", "data", "plot", "cli", "pipeline",
-         "counterfactual"}
+         "counterfactual", "amortized"}
 #: functions of lazily imported subpackages (zarr is imported on first use)
 _LAZY_FUNCTIONS = {"explain_dataset": "pipeline", "load_results": "pipeline"}
+
+
+@_functools.wraps(_explain_image)
+def explain(model_fn, images, *args, method: str = "kernel", explainer=None, **kwargs):
+    # The facade: method="amortized" runs a trained explainer (shapjax.amortized, one forward pass; it
+    # takes explainer=, an Explainer or a checkpoint path, else the shipped one that matches); every
+    # other method is shapjax.image.explain.
+    if method == "amortized":
+        from shapjax.amortized import explain as explain_amortized
+
+        if args:
+            raise TypeError("explain(method='amortized'): pass segments=, masker=, outputs= as keywords")
+        return explain_amortized(model_fn, images, explainer=explainer, **kwargs)
+    if explainer is not None:
+        raise TypeError(f"explain: explainer= is for method='amortized' (a trained explainer); got method={method!r}")
+    return _explain_image(model_fn, images, *args, method=method, **kwargs)
+
+
+explain.__doc__ = (_explain_image.__doc__ or "") + """
+    With ``method="amortized"`` a trained explainer (:mod:`shapjax.amortized`, FastSHAP) explains the
+    images in one forward pass: ``explainer=`` (an :class:`shapjax.amortized.Explainer` or the path of
+    an explainer checkpoint) or else the shipped explainer trained for this model's weights,
+    ``segments`` and ``masker``; a ``ValueError`` says when none matches. ``key`` and ``n_evals`` are
+    not needed then.
+"""
 
 
 def enable_compilation_cache(path=None, *, min_compile_seconds: float = 0.0):

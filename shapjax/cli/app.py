@@ -8,8 +8,9 @@ Commands:
   figures of the first images and a JSON summary (``summary.json``, written last).
 * ``shapjax demo`` - the same job on the shipped models and sample images.
 * ``shapjax models`` / ``shapjax methods`` - what is available, one line each.
-* ``shapjax train ...`` / ``shapjax compare ...`` / ``shapjax counterfactual ...`` - delegate to
-  :mod:`shapjax.cli.train`, :mod:`shapjax.cli.compare` and :mod:`shapjax.cli.counterfactual`.
+* ``shapjax train ...`` / ``shapjax compare ...`` / ``shapjax counterfactual ...`` / ``shapjax amortize ...`` / ``shapjax explore ...`` -
+  delegate to :mod:`shapjax.cli.train`, :mod:`shapjax.cli.compare`, :mod:`shapjax.cli.counterfactual` and
+  :mod:`shapjax.cli.explore`.
 
 Every error the user can cause (missing or unreadable image, unknown model,
 method, masker or segmenter, shape mismatch, bad option values) ends with one
@@ -254,7 +255,7 @@ def _delegate(name: str, argv: list[str], *, quiet: bool) -> int:
         mod = importlib.import_module(f"shapjax.cli.{name}")
     except ModuleNotFoundError as e:
         raise UsageError(f"`{PROG} {name}` needs the package {e.name!r}: pip install 'shapjax[bench]'") from None
-    if quiet and name == "train" and "--no-progress" not in argv:
+    if quiet and name in ("train", "amortize") and "--no-progress" not in argv:
         argv = [*argv, "--no-progress"]
     return int(mod.main(list(argv)) or 0)
 
@@ -312,7 +313,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default="mnist-cnn", help="shipped model name (see `shapjax models`), checkpoint "
                    "path, orbax folder, torch:FILE, keras:FILE, onnx:FILE or module:function (default: mnist-cnn)")
     add_model_arguments(e)
-    e.add_argument("--method", default="kernel", help="estimator (see `shapjax methods`; default: kernel)")
+    e.add_argument("--method", default="kernel", help="estimator (see `shapjax methods`; default: kernel), or "
+                   "amortized: a trained explainer, one forward pass per image (writes results.npz)")
+    e.add_argument("--explainer", default=None, metavar="FILE",
+                   help="with --method amortized: an explainer checkpoint from `shapjax amortize` (default: the "
+                        "shipped one that matches --model, --segments and --masker)")
     e.add_argument("--n-evals", type=int, default=2048, help="model evaluations per image (default: 2048)")
     e.add_argument("--segments", default="grid:8x8", help="segmenter spec (default: grid:8x8)")
     e.add_argument("--masker", default="blur:5", help="masker spec (default: blur:5)")
@@ -348,6 +353,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("train", add_help=False, help="train a classifier (shapjax train --help)")
     sub.add_parser("compare", add_help=False, help="compare against shap/captum/lime (shapjax compare --help)")
     sub.add_parser("counterfactual", add_help=False, help="sparse counterfactuals (shapjax counterfactual --help)")
+    sub.add_parser("amortize", add_help=False,
+                   help="train an amortized explainer, FastSHAP (shapjax amortize --help)")
+    sub.add_parser("explore", add_help=False,
+                   help="a local web page: explanations, 👍/👎, settings learned from feedback (shapjax explore --help)")
     return p
 
 
@@ -373,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         i += 1
     try:
         try:
-            if i < len(argv) and argv[i] in ("train", "compare", "counterfactual"):
+            if i < len(argv) and argv[i] in ("train", "compare", "counterfactual", "amortize", "explore"):
                 return _delegate(argv[i], argv[i + 1:], quiet=any(a in ("-q", "--quiet") for a in argv[:i]))
             parser = _parser()
             try:

@@ -94,6 +94,12 @@ def run(args, *, prog: str = "shapjax") -> int:
     from shapjax.cli.jobs import _Probs, check_channels, default_model_batch, resolve_model
     from shapjax.pipeline import SettingsMismatch, explain_dataset, load_results
 
+    if args.method == "amortized":  # a trained explainer: one forward pass per image (shapjax.cli.amortize)
+        from shapjax.cli.amortize import run_explain
+
+        return run_explain(args, prog=prog)
+    if getattr(args, "explainer", None):
+        raise UsageError("--explainer is for --method amortized")
     quiet = getattr(args, "quiet", False)
     note = (lambda m: None) if quiet else (lambda m: print(f"{prog}: note: {m}", file=sys.stderr, flush=True))
     check_specs(args.method, args.segments, args.masker)

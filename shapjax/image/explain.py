@@ -6,6 +6,7 @@ shared by the batch so the regression estimators factor their system once.
 """
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Callable, Optional
 
@@ -18,9 +19,11 @@ from shapjax._util.checks import check_images, check_int, check_key, check_outpu
 from shapjax._util.chunks import under_autodiff
 from shapjax._util.modelfn import join_model, split_model
 from shapjax._util.outputs import Outputs, parse_outputs
+from shapjax._util.precision import check_precision, floatx, precision_scope
 from shapjax._util.progress import BARS
+from shapjax.engine import rounds
 from shapjax.engine.estimators import get_estimator
-from shapjax.engine.estimators.layout import bucket
+from shapjax.engine.estimators import layout as layout_mod
 from shapjax.engine.estimators.partition import Tree, balanced_tree, schedule
 from shapjax.engine.games import auto_batch_size
 from shapjax.engine.shapley import check_budget, check_design_memory, raise_not_finite, with_ends
@@ -29,6 +32,9 @@ from shapjax.image.hierarchy import partition_tree
 from shapjax.image.maskers import Masker
 from shapjax.image.segment import Segmenter, check_segments
 from shapjax.kernels.masking import compose_rows
+
+
+logger = logging.getLogger(__name__)
 
 
 def _as_images(images) -> jax.Array:
@@ -59,7 +65,7 @@ def _compose_eval(model_fn, images, repl, seg, out_idx, rows_b, Z):
     r_idx = rows_b if repl.shape[0] > 1 else jnp.zeros_like(rows_b)
     x = compose_rows(images[rows_b], repl[r_idx], seg[rows_b], Z)  # [n, R, H, W, C]
     R = x.shape[1]
-    out = jnp.asarray(model_fn(x.reshape((n * R,) + x.shape[2:])), jnp.float32)
+    out = jnp.asarray(model_fn(x.reshape((n * R,) + x.shape[2:])), floatx())
     out = out.reshape(n, R, -1).mean(1)
     return jnp.take_along_axis(out, out_idx[rows_b], axis=1)
 
@@ -102,10 +108,10 @@ def _chunked(fn, n_rows: int, batch_size: int, progress=None, unroll: bool = Fal
 @partial(
     jax.jit,
     static_argnames=("model_fn", "n_segments", "method", "n_evals", "batch_size", "out_mode", "k", "ks", "all_active",
-                     "unroll", "n_classes", "checks", "layout_static"),
+                     "unroll", "n_classes", "checks", "precision", "round_evals", "layout_static"),
 )
-def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, progress, *, n_classes, checks=False,
-                  **static):
+def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, progress, tol=None, *, n_classes,
+                  checks=False, precision="float32", **static):
     """The compiled program: the explanation, guarded against inputs that only a trace can see.
 
     Traced inputs (inside a user's ``jit``) cannot be checked on the host. Here, in the program,
@@ -113,6 +119,7 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
     make every returned value NaN (never a plausible wrong number); with ``checks=True`` they raise
     through :mod:`jax.experimental.checkify` instead (wrap the caller with ``checkify.checkify``).
     """
+    del precision  # static only: a float64 program is its own cache entry (shapjax._util.precision)
     M = static["n_segments"]
     bad_pixels = ~jnp.all(jnp.isfinite(images))
     bad_ids = jnp.any((seg < 0) | (seg >= M))
@@ -123,16 +130,20 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
         checkify.check(~bad_pixels, "images: NaN or infinite pixel values")
         checkify.check(~bad_ids, f"segments: ids outside 0..n_segments-1 = 0..{M - 1}")
         checkify.check(~bad_out, f"outputs: class indexes outside 0..{n_classes - 1}")
-    out = _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, progress, **static)
+    out = _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, progress, tol=tol, **static)
     bad = bad_pixels | bad_ids | bad_out
     poison = lambda a: None if a is None else jnp.where(bad, jnp.nan, a)  # noqa: E731
-    phi, std, v0, v1, idx = out
-    return poison(phi), poison(std), poison(v0), poison(v1), idx
+    phi, std, v0, v1, idx, info = out
+    info = None if info is None else (info[0], poison(info[1]))
+    return poison(phi), poison(std), poison(v0), poison(v1), idx, info
 
 
 def _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, progress, *, model_fn, n_segments,
-                  method, n_evals, batch_size, out_mode, k, ks, all_active, unroll=False, layout=None, b_live=None,
-                  layout_static=None):
+                  method, n_evals, batch_size, out_mode, k, ks, all_active, unroll=False, tol=None, round_evals=None,
+                  layout=None, b_live=None, layout_static=None):
+    """The explanation program; returns ``(values, std, base, full, output_indexes, info)`` where
+    ``info`` is None, or ``(evaluations spent, relative standard error)`` with ``tol`` (then
+    ``round_evals`` is set and the rounds of :mod:`shapjax.engine.rounds` run)."""
     est = get_estimator(method)
     model_fn = join_model(model_fn, model_tree)
     M = n_segments
@@ -161,10 +172,23 @@ def _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, 
             return phi, v0, v1
 
         phi, v0, v1 = jax.vmap(one)(jnp.arange(B), trees)
-        return phi, None, v0, v1, out_idx
+        return phi, None, v0, v1, out_idx, None
+
+    if tol is not None:  # rounds of one shared design each until the relative standard error is under tol
+        def eval_rows(Zr):
+            n = Zr.shape[0]
+            fn = lambda rows: _compose_eval(  # noqa: E731
+                model_fn, images, repl, seg, out_idx, rows // n, Zr[rows % n])
+            return _chunked(fn, B * n, batch_size, progress, unroll).reshape(B, n, -1)
+
+        E = eval_rows(with_ends(jnp.zeros((0, M), bool)))
+        r = rounds.run(est, key=key, n_players=M, round_evals=round_evals, n_evals=n_evals, tol=tol,
+                       eval_rows=eval_rows, v0=E[:, 0], v1=E[:, 1], active=None if all_active else active)
+        return r.values, r.std, E[:, 0], E[:, 1], out_idx, (r.spent, r.rse)
 
     if layout is not None:  # bucketed: live rows q = b * N_live + n of the first b_live images, the rest skipped
-        d = est.build(M, layout, layout_static, key=key)
+        d = layout_mod.build(M, layout, layout_static, key=key)
+        solve = layout_mod.solve
         Z = with_ends(d.coalitions)
         N, n_live = Z.shape[0], layout.n_live + 2
         fn = lambda q: _compose_eval(model_fn, images, repl, seg, out_idx, q // n_live, Z[q % n_live])  # noqa: E731
@@ -174,6 +198,7 @@ def _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, 
         V = jnp.zeros_like(out).at[dest].set(out, mode="drop").reshape(B, N, -1)
     else:
         d = est.design(M, n_evals, key=key)
+        solve = est.solve
         Z = with_ends(d.coalitions)
         N = Z.shape[0]
         fn = lambda rows: _compose_eval(model_fn, images, repl, seg, out_idx, rows // N, Z[rows % N])  # noqa: E731
@@ -183,12 +208,12 @@ def _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, 
         # Gram matrix is factored once with B*K right-hand sides.
         K = V.shape[-1]
         Vf = jnp.moveaxis(V, 0, 1).reshape(N, B * K)
-        phi, std = est.solve(d, Vf[2:], Vf[0], Vf[1], None)
+        phi, std = solve(d, Vf[2:], Vf[0], Vf[1], None)
         phi = jnp.moveaxis(phi.reshape(M, B, K), 1, 0)
         std = None if std is None else jnp.moveaxis(std.reshape(M, B, K), 1, 0)
     else:
-        phi, std = jax.vmap(lambda y, a, b, act: est.solve(d, y, a, b, act))(V[:, 2:], V[:, 0], V[:, 1], active)
-    return phi, std, V[:, 0], V[:, 1], out_idx
+        phi, std = jax.vmap(lambda y, a, b, act: solve(d, y, a, b, act))(V[:, 2:], V[:, 0], V[:, 1], active)
+    return phi, std, V[:, 0], V[:, 1], out_idx, None
 
 
 def _throw(err_and_out):
@@ -218,6 +243,9 @@ def explain(
     progress: bool = False,
     checks: bool = False,
     check_result: bool = True,
+    precision: str = "float32",
+    tol: Optional[float] = None,
+    round_evals: Optional[int] = None,
 ) -> Explanation:
     """Explain an image classifier's outputs with Shapley values of image segments.
 
@@ -262,6 +290,18 @@ def explain(
         when you want it.
       progress: show a progress bar over the evaluated chunks (tqdm; adds a
         host callback per chunk, so leave it off inside your own ``jit``).
+      precision: ``"float32"`` (default) or ``"float64"``: the dtype of the game values (the model's
+        outputs, promoted), the regression weights and the solves; the model itself runs on the
+        float32 images as always. ``"float64"`` compiles the program in JAX's x64 mode for this call
+        (see :func:`shapjax.shapley`): full enumeration is then exact to ~1e-12 for the model's outputs.
+      tol: to-tolerance mode (as :func:`shapjax.shapley`): rounds of ``round_evals`` coalitions per image,
+        one design shared by the batch each round, until the relative standard error
+        ``max_i std_i / max(|full - base|, ||values||_2)`` of *every* image and output is at most
+        ``tol``, or another round would exceed ``n_evals`` per image (the cap). ``n_evals`` of the
+        result is what each image spent (``evals`` too, also under your ``jax.jit``), ``rse`` the error
+        reached. Needs kernel, leverage, permutation, antithetic or stratified.
+      round_evals: coalitions per round and image for ``tol`` (default ``min(n_evals, max(256, 4 x the
+        method's minimum))``).
 
     Returns:
       :class:`Explanation`.
@@ -276,7 +316,20 @@ def explain(
       >>> exp.values.shape
       (2, 16, 1)
     """
+    if method == "amortized":
+        raise ValueError("method='amortized' (a trained explainer) is served by shapjax.explain or "
+                         "shapjax.amortized.explain, not shapjax.image.explain")
     check_key(key)
+    precision = check_precision(precision)
+    kwargs = dict(key=key, segments=segments, masker=masker, method=method, n_evals=n_evals, outputs=outputs,
+                  batch_size=batch_size, n_segments=n_segments, progress=progress, checks=checks,
+                  check_result=check_result, precision=precision, tol=tol, round_evals=round_evals)
+    with precision_scope(precision):  # every trace of the model in the chosen precision (see shapley)
+        return _explain(model_fn, images, **kwargs)
+
+
+def _explain(model_fn, images, *, key, segments, masker, method, n_evals, outputs, batch_size, n_segments, progress,
+             checks, check_result, precision, tol, round_evals) -> Explanation:
     images = _as_images(images)
     B, H, W, C = images.shape
     est = get_estimator(method)
@@ -294,21 +347,26 @@ def explain(
         seg_arr = segments
     seg, M = check_segments(seg_arr, images, n_segments=n_segments)
     check_budget(est, M, n_evals, f"{M} segments")
+    if tol is not None:
+        tol, round_evals = rounds.check_tol(tol, est, M, n_evals, round_evals, players=f"{M} segments")
+    else:
+        round_evals = None
     static_fn, model_tree = split_model(model_fn)
     n_classes = _model_classes(static_fn, model_tree, H, W, C)
     out_mode, k, out_idx = parse_outputs(outputs, n_classes=n_classes, batch=B)
     if M > 1:
-        check_design_memory(est, M, n_evals, n_games=B, n_outputs=k, players=f"{M} segments")
+        check_design_memory(est, M, round_evals or n_evals, n_games=B, n_outputs=k, players=f"{M} segments")
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", 1)
     R = masker.n_replacements()
     rows = B * (2**M if method == "exact" else n_evals)
     layout, layout_static, B_run = None, None, B
-    if est.layout is not None and M > 1 and not is_traced(images) and not under_autodiff(model_tree, images):
+    if est.layout is not None and M > 1 and tol is None and not is_traced(images) and \
+            not under_autodiff(model_tree, images):
         # budgets and batch sizes bucketed (four shapes per octave): one compiled program per bucket, the
         # extra rows and images skipped in the program (shapjax.engine.estimators.layout)
-        layout, layout_static = est.layout(M, n_evals, bucket(est.used_evals(M, n_evals) - 2))
-        B_run = bucket(B)
+        layout, layout_static = est.layout(M, n_evals, layout_mod.bucket(est.used_evals(M, n_evals) - 2))
+        B_run = layout_mod.bucket(B)
         rows = B_run * (layout_static.n_rows + 2)
     # batch_size=None: chosen from the model by a short cached probe for big jobs (shapjax._util.autobatch)
     bs = batch_size or choose_batch_size(static_fn, model_tree, (H, W, C), rows=rows, n_replacements=R,
@@ -335,16 +393,22 @@ def explain(
     if M == 1:
         raise ValueError("segments define a single segment: at least 2 players are needed to explain anything")
     progress = bool(progress) and not is_traced(images)
+    unroll = under_autodiff(model_tree, images)
+    if tol is not None and unroll:
+        raise ValueError("tol= cannot be differentiated in reverse mode (its rounds are a lax.while_loop); "
+                         "differentiate a fixed budget instead (n_evals=..., tol=None)")
+    tol_arg = None if tol is None else jnp.asarray(tol, floatx())  # traced: a new tol does not recompile
     run_images, run_seg, run_out, run_active, extra = images, jnp.asarray(seg), out_idx, active, {}
     if layout is not None:
         if B_run > B:  # copies of the last image fill the bucket; the program skips them
             pad = lambda a: None if a is None else jnp.concatenate([a, jnp.repeat(a[-1:], B_run - B, axis=0)])  # noqa: E731
             run_images, run_seg, run_out, run_active = pad(images), pad(run_seg), pad(out_idx), pad(active)
         extra = dict(layout=layout, b_live=jnp.int32(B), layout_static=layout_static)
-    run = partial(_explain_impl, key, run_images, run_seg, masker, run_out, run_active, trees, model_tree,
-                  model_fn=static_fn, n_segments=M, method=method, n_evals=0 if layout is not None else n_evals,
-                  batch_size=bs, out_mode=out_mode, k=k, ks=ks, all_active=all_active,
-                  unroll=under_autodiff(model_tree, images), n_classes=n_classes, checks=bool(checks), **extra)
+    run = lambda token: _explain_impl(  # noqa: E731
+        key, run_images, run_seg, masker, run_out, run_active, trees, model_tree, token, tol_arg,
+        model_fn=static_fn, n_segments=M, method=method, n_evals=0 if layout is not None else n_evals,
+        batch_size=bs, out_mode=out_mode, k=k, ks=ks, all_active=all_active, unroll=unroll, n_classes=n_classes,
+        checks=bool(checks), precision=precision, round_evals=round_evals, **extra)
     if checks and not is_traced(images) and not is_traced(model_tree) and not is_traced(seg):
         from jax.experimental import checkify
 
@@ -352,16 +416,24 @@ def explain(
         run = lambda token: _throw(checkify.checkify(inner)(token))  # noqa: E731
     if progress:
         with BARS.open(total=B * used, desc=f"explain ({method})") as token:
-            phi, std, v0, v1, out_idx = jax.block_until_ready(run(jnp.int32(token)))
+            phi, std, v0, v1, out_idx, info = jax.block_until_ready(run(jnp.int32(token)))
     else:
-        phi, std, v0, v1, out_idx = run(None)
+        phi, std, v0, v1, out_idx, info = run(None)
     if B_run > B:
         phi, std, v0, v1, out_idx = (None if a is None else a[:B] for a in (phi, std, v0, v1, out_idx))
     if check_result and not is_traced(phi) and not bool(jnp.all(jnp.isfinite(phi))):
         raise_not_finite("model_fn", v0, v1, method, n_evals)
+    evals = rse = None
+    if info is not None:
+        evals, rse = info
+        used = n_evals if is_traced(evals) else int(evals)
+        if not is_traced(rse) and float(rse) > tol:
+            logger.warning("tol=%g was not reached within n_evals=%d per image (method=%r): relative standard "
+                           "error %.3g after %d evaluations per image; raise n_evals", tol, n_evals, method,
+                           float(rse), used)
     return Explanation(
         values=phi, base_values=v0, full_values=v1, std=std, segments=jnp.asarray(seg), images=images,
-        output_indexes=out_idx, method=method, masker=masker.describe(), n_evals=int(used),
+        output_indexes=out_idx, evals=evals, rse=rse, method=method, masker=masker.describe(), n_evals=int(used),
     )
 
 
@@ -382,7 +454,7 @@ def explain_one_image(image, seg, masker, out_idx, active, tree, model_tree, *, 
     None, base [K], full [K], output_indexes [K])``.
     """
     one = lambda a: None if a is None else a[None]  # noqa: E731
-    phi, std, v0, v1, idx = _explain_core(  # the pipeline checks its (concrete) inputs on the host
+    phi, std, v0, v1, idx, _ = _explain_core(  # the pipeline checks its (concrete) inputs on the host
         key, image[None], seg[None], masker, one(out_idx), one(active),
         None if tree is None else Tree(*(a[None] for a in tree)), model_tree, None, model_fn=model_fn,
         n_segments=n_segments, method=method, n_evals=n_evals, batch_size=batch_size, out_mode=out_mode, k=k, ks=ks,

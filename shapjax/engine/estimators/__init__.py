@@ -10,6 +10,7 @@ from shapjax.engine.estimators import (
     occlusion,
     partition,
     permutation,
+    polyshap,
 )
 from shapjax.engine.estimators.base import TARGETS, Design, Estimator
 
@@ -17,6 +18,7 @@ ESTIMATORS: dict[str, Estimator] = {
     "exact": exact.ESTIMATOR,
     "kernel": kernel.ESTIMATOR,
     "leverage": leverage.ESTIMATOR,
+    "polyshap": polyshap.ESTIMATOR,
     **permutation.ESTIMATORS,
     "partition": partition.ESTIMATOR,
     "lime": lime.ESTIMATOR,

@@ -86,8 +86,10 @@ def layout(n_players: int, n_evals: int, n_rows: int | None = None):
 
 
 def design(n_players: int, n_evals: int, *, key) -> Design:
+    """The design of ``n_evals`` (the live rows of :func:`layout`, built in array code) with the
+    :class:`~shapjax.engine.estimators.regression.RegressionAux` of :func:`regression.solve`."""
     lay, static = layout(n_players, n_evals)
-    return L.build(int(n_players), lay, static, key=key)
+    return L.as_regression_design(L.build(int(n_players), lay, static, key=key), lay)
 
 
 def used_evals(M, n_evals, **options):
@@ -107,7 +109,7 @@ ESTIMATOR = Estimator(
     min_evals=min_evals,
     used_evals=used_evals,
     design=design,
-    solve=L.solve,
+    solve=regression.solve,
     layout=layout,
     build=L.build,
 )

@@ -29,7 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shapjax._util.precision import floatx
 from shapjax.engine.estimators.base import Design
+from shapjax.engine.estimators.regression import RegressionAux
 from shapjax.engine.samplers import comb_table, distinct_ranks, random_subsets, unrank_varsize
 from shapjax.kernels.wls import constrained_wls
 
@@ -179,9 +181,22 @@ def build(M: int, lay: Layout, static: Static, *, key) -> Design:
     else:
         Z = zu
     Z = (Z ^ lay.flip[:, None]) & (kind != 2)[:, None]
-    aux = LayoutAux(jnp.asarray(lay.weight), jnp.asarray(lay.pair_rows), jnp.asarray(lay.pair_strata),
-                    jnp.asarray(lay.fpc), static.has_std)
+    aux = LayoutAux(jnp.asarray(lay.weight, floatx()), jnp.asarray(lay.pair_rows), jnp.asarray(lay.pair_strata),
+                    jnp.asarray(lay.fpc, floatx()), static.has_std)
     return Design(Z, aux)
+
+
+def as_regression_design(design: Design, lay: Layout) -> Design:
+    """A design built from a layout of exactly its live rows, with the
+    :class:`~shapjax.engine.estimators.regression.RegressionAux` the regression code expects
+    (enumerated rows first, then the pairs in order)."""
+    kind = np.asarray(lay.kind)
+    n_enum = int(np.sum(kind == 0))
+    J = int(np.sum(kind == 1)) // 2
+    S = lay.fpc.shape[0] - 1
+    aux = RegressionAux(design.aux.weights, n_enum, jnp.asarray(np.asarray(lay.pair_strata)[:J]),
+                        jnp.asarray(np.asarray(lay.fpc)[:S], floatx()))
+    return Design(design.coalitions, aux)
 
 
 def solve(design, y, v_empty, v_full, active):
@@ -200,18 +215,18 @@ def solve(design, y, v_empty, v_full, active):
     phi, G = constrained_wls(Z, w, yc, total, active=active)
     if not aux.has_std:
         return phi, None
-    M = Z.shape[1]
-    ones = jnp.ones((M,), jnp.float32) if active is None else active.astype(jnp.float32)
+    M, dt = Z.shape[1], phi.dtype
+    ones = jnp.ones((M,), dt) if active is None else active.astype(dt)
     r1, r2 = aux.pair_rows[:, 0], aux.pair_rows[:, 1]
-    z1 = Z[r1].astype(jnp.float32) * ones[None, :]
-    z2 = Z[r2].astype(jnp.float32) * ones[None, :]
+    z1 = Z[r1].astype(dt) * ones[None, :]
+    z2 = Z[r2].astype(dt) * ones[None, :]
     y1 = yc[r1] - z1 @ phi  # residuals carry the sampling error (delta method)
     y2 = yc[r2] - z2 @ phi
     a = (z1 @ G.T) * w[r1][:, None]
     b = (z2 @ G.T) * w[r2][:, None]
     S1 = aux.fpc.shape[0]
     seg = lambda x: jax.ops.segment_sum(x, aux.pair_strata, num_segments=S1)  # noqa: E731
-    n_s = seg(jnp.ones_like(aux.pair_strata, jnp.float32))
+    n_s = seg(jnp.ones(aux.pair_strata.shape, dt))
     q = a[:, :, None] * y1[:, None, :] + b[:, :, None] * y2[:, None, :]  # [J, M, K]
     sum_q, sum_q2 = seg(q), seg(q * q)
     n3 = n_s[:, None, None]

@@ -108,8 +108,10 @@ def layout(n_players: int, n_evals: int, n_rows: int | None = None):
 
 
 def design(n_players: int, n_evals: int, *, key) -> Design:
+    """The design of ``n_evals`` (the live rows of :func:`layout`, built in array code) with the
+    :class:`~shapjax.engine.estimators.regression.RegressionAux` of :func:`regression.solve`."""
     lay, static = layout(n_players, n_evals)
-    return L.build(int(n_players), lay, static, key=key)
+    return L.as_regression_design(L.build(int(n_players), lay, static, key=key), lay)
 
 
 def used_evals(M, n_evals, **options):
@@ -122,7 +124,7 @@ ESTIMATOR = Estimator(
     min_evals=kernel_min_evals,  # the singleton group is enumerated first: full rank at every budget
     used_evals=used_evals,
     design=design,
-    solve=L.solve,
+    solve=regression.solve,
     layout=layout,
     build=L.build,
 )
