@@ -136,14 +136,19 @@ def run(args, *, prog: str = "shapjax") -> int:
             bar.update(p.done - bar.n)
             bar.set_postfix_str(f"{p.evals / max(p.seconds, 1e-9):,.0f} evals/s", refresh=False)
 
+        from shapjax._util.compile_log import CompileLog
+
+        compile_log = CompileLog()
         try:
-            report = explain_dataset(
-                model_fn, src, key=jax.random.key(args.seed), store=store, segments=args.segments,
-                masker=args.masker, method=args.method, n_evals=args.n_evals, outputs=outputs,
-                batch_size=args.batch_size, model_batch=args.model_batch or default_model_batch(clf.input_shape),
-                store_images=not args.no_store_images, overwrite=args.overwrite, input_shape=clf.input_shape,
-                resize=not args.no_resize, model_name=getattr(clf, "name", None) or str(args.model),
-                progress=progress, extra_settings={"score": args.score})
+            with compile_log:
+                report = explain_dataset(
+                    model_fn, src, key=jax.random.key(args.seed), store=store, segments=args.segments,
+                    masker=args.masker, method=args.method, n_evals=args.n_evals, outputs=outputs,
+                    batch_size=args.batch_size,
+                    model_batch=args.model_batch or default_model_batch(clf.input_shape),
+                    store_images=not args.no_store_images, overwrite=args.overwrite, input_shape=clf.input_shape,
+                    resize=not args.no_resize, model_name=getattr(clf, "name", None) or str(args.model),
+                    progress=progress, extra_settings={"score": args.score})
         except SettingsMismatch as e:
             msg = str(e).replace("pass overwrite=True to start over, or choose another store",
                                  "pass --overwrite to start over, or choose another --out")
@@ -155,11 +160,18 @@ def run(args, *, prog: str = "shapjax") -> int:
         figures = write_figures(res, src, clf, args, out, n=min(args.figures, len(res)))
     seconds = report.seconds
     evals = report.explained * report.evals_per_image
+    # compilation (tracing, lowering, XLA or the persistent cache) against the steady state, the rest
+    compile_s = min(compile_log.seconds, seconds)
+    steady_s = max(seconds - compile_s, 1e-9)
     s = report.settings
     summary = {"command": args.command_line, "store": STORE_NAME, "n_images": report.total,
                "explained": report.explained, "already_done": report.skipped, "evaluations": evals,
                "seconds": round(seconds, 3), "images_per_second": round(report.images_per_second, 3),
-               "evaluations_per_second": round(evals / max(seconds, 1e-9), 1), "model": s["model"]["name"],
+               "evaluations_per_second": round(evals / max(seconds, 1e-9), 1),
+               "compile_seconds": round(compile_s, 3), "compilations": compile_log.compiles,
+               "compile_cache_hits": compile_log.cache_hits, "steady_seconds": round(steady_s, 3),
+               "steady_images_per_second": round(report.explained / steady_s, 3),
+               "steady_evaluations_per_second": round(evals / steady_s, 1), "model": s["model"]["name"],
                "method": s["method"], "n_evals": s["used_evals"], "n_evals_asked": s["n_evals"],
                "segments": s["segments"], "masker": s["masker"], "score": args.score, "seed": args.seed,
                "class_names": list(clf.class_names), "shapjax_version": s["shapjax_version"],
@@ -168,9 +180,11 @@ def run(args, *, prog: str = "shapjax") -> int:
     write_json(out / SUMMARY_NAME, summary)
     n = report.total
     resumed = f" ({report.skipped:,} already done)" if report.skipped else ""
-    print(f"{prog}: {n:,} image{'' if n == 1 else 's'}{resumed}, {evals:,} evaluations in {seconds:.1f} s "
-          f"({report.images_per_second:,.1f} images/s, {evals / max(seconds, 1e-9):,.0f} evaluations/s) -> {out}",
-          flush=True)
+    cached = f", {compile_log.cache_hits} from the cache" if compile_log.cache_hits else ""
+    progs = f"{compile_log.compiles} program{'' if compile_log.compiles == 1 else 's'}{cached}"
+    print(f"{prog}: {n:,} image{'' if n == 1 else 's'}{resumed}, {evals:,} evaluations in {seconds:.1f} s: "
+          f"compile {compile_s:.1f} s ({progs}), steady state {steady_s:.1f} s "
+          f"({report.explained / steady_s:,.1f} images/s, {evals / steady_s:,.0f} evaluations/s) -> {out}", flush=True)
     return 0
 
 

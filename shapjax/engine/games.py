@@ -71,11 +71,14 @@ def output_spec(value_fn: ValueFn, n_players: int, batch_size: int):
     return None if len(shape) == 1 else int(shape[1])
 
 
-def evaluate(value_fn: ValueFn, coalitions: jax.Array, *, batch_size: int, unroll: bool = False) -> jax.Array:
+def evaluate(value_fn: ValueFn, coalitions: jax.Array, *, batch_size: int, unroll: bool = False,
+             n_live=None) -> jax.Array:
     """Evaluate ``value_fn`` on ``coalitions [N, M]`` in chunks of ``batch_size`` rows.
 
     The chunks run under ``jax.lax.map`` so the whole evaluation is one
-    compiled loop whose memory is bounded by one chunk.
+    compiled loop whose memory is bounded by one chunk. With ``n_live`` (traced
+    int: only the first ``n_live`` rows matter, a bucketed design) chunks past it
+    are skipped (``lax.cond``) and their rows read 0.
 
     Returns:
       ``[N, K]`` float32 (float64 under ``precision="float64"``; a scalar game gets ``K = 1``).
@@ -97,7 +100,13 @@ def evaluate(value_fn: ValueFn, coalitions: jax.Array, *, batch_size: int, unrol
     z = jnp.concatenate([coalitions, jnp.broadcast_to(coalitions[-1:], (pad, M))]) if pad else coalitions
     if unroll:  # being differentiated: see shapjax._util.chunks.under_autodiff
         return jnp.concatenate([call(z[i * bs:(i + 1) * bs]) for i in range(n_chunks)])[:N]
-    out = jax.lax.map(call, z.reshape(n_chunks, bs, M))
+    if n_live is None:
+        out = jax.lax.map(call, z.reshape(n_chunks, bs, M))
+    else:
+        K = output_spec(value_fn, M, bs) or 1
+        skip = lambda c: jnp.zeros((bs, K), jnp.float32)  # noqa: E731
+        out = jax.lax.map(lambda a: jax.lax.cond(a[1] * bs < n_live, lambda c: call(c), skip, a[0]),
+                          (z.reshape(n_chunks, bs, M), jnp.arange(n_chunks)))
     return out.reshape(n_chunks * bs, -1)[:N]
 
 

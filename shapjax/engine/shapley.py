@@ -16,6 +16,7 @@ from shapjax._util.modelfn import join_model, split_model
 from shapjax._util.precision import check_precision, floatx, precision_scope
 from shapjax.engine import rounds
 from shapjax.engine.estimators import get_estimator
+from shapjax.engine.estimators import layout as layout_mod
 from shapjax.engine.estimators.partition import Tree, schedule
 from shapjax.engine.games import auto_batch_size, evaluate, output_spec
 
@@ -103,9 +104,9 @@ def _run_design(est, key, n_players, n_evals, eval_fn, *, solve_active=None):
 
 
 @partial(jax.jit, static_argnames=("game", "n_players", "method", "n_evals", "batch_size", "ks", "unroll", "precision",
-                                   "round_evals"))
-def _shapley_impl(key, tree, game_data, tol, *, game, n_players, method, n_evals, batch_size, ks, unroll=False,
-                  precision="float32", round_evals=None):
+                                   "round_evals", "layout_static"))
+def _shapley_impl(key, tree, game_data, tol, layout=None, *, game, n_players, method, n_evals, batch_size, ks,
+                  unroll=False, precision="float32", round_evals=None, layout_static=None):
     del precision  # a static argument only: float32 and float64 programs are two cache entries (see floatx)
     est = get_estimator(method)
     value_fn = join_model(game, game_data)
@@ -119,6 +120,11 @@ def _shapley_impl(key, tree, game_data, tol, *, game, n_players, method, n_evals
         r = rounds.run(est, key=key, n_players=M, round_evals=round_evals, n_evals=n_evals, tol=tol,
                        eval_rows=lambda Z: eval_fn(Z)[None], v0=V[:1], v1=V[1:2])
         return r.values[0], r.std[0], V[0], V[1], (r.spent, r.rse)
+    if layout is not None:  # a bucketed design: every budget of the bucket runs this program
+        d = layout_mod.build(M, layout, layout_static, key=key)
+        V = evaluate(value_fn, with_ends(d.coalitions), batch_size=batch_size, n_live=layout.n_live + 2)
+        phi, std = layout_mod.solve(d, V[2:], V[0], V[1], None)
+        return phi, std, V[0], V[1], None
     if est.estimate is not None:
         return (*est.estimate(eval_fn, M, n_evals, key=key, tree=tree, ks=ks), None)
     return (*_run_design(est, key, M, n_evals, eval_fn), None)
@@ -202,7 +208,12 @@ def _shapley(value_fn, n_players, *, key, method, n_evals, batch_size, tree, pre
         tol, round_evals = None, None
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", 1)
-    bs = batch_size or auto_batch_size(max(n_evals, 2**M if method == "exact" else 0), M)
+    layout, layout_static = None, None
+    if est.layout is not None and M > 1 and tol is None and not under_autodiff(split_model(value_fn, "value_fn")[1]):
+        # the design's length is a bucket of the budget: the budgets of one bucket share one program
+        layout, layout_static = est.layout(M, n_evals, layout_mod.bucket(est.used_evals(M, n_evals) - 2))
+    rows = layout_static.n_rows + 2 if layout is not None else max(n_evals, 2**M if method == "exact" else 0)
+    bs = batch_size or auto_batch_size(rows, M)
     K = output_spec(value_fn, M, min(bs, 8))
     scalar = K is None
     check_design_memory(est, M, round_evals or n_evals, n_games=1, n_outputs=K or 1, players=f"n_players={M}")
@@ -220,9 +231,9 @@ def _shapley(value_fn, n_players, *, key, method, n_evals, batch_size, tree, pre
         raise ValueError("tol= cannot be differentiated in reverse mode (its rounds are a lax.while_loop); "
                          "differentiate a fixed budget instead (n_evals=..., tol=None)")
     phi, std, v0, v1, info = _shapley_impl(
-        key, tree, game_data, None if tol is None else jnp.asarray(tol, floatx()), game=game, n_players=M,
-        method=method, n_evals=n_evals, batch_size=bs, ks=ks, unroll=unroll, precision=precision,
-        round_evals=round_evals,
+        key, tree, game_data, None if tol is None else jnp.asarray(tol, floatx()), layout, game=game, n_players=M,
+        method=method, n_evals=0 if layout is not None else n_evals, batch_size=bs, ks=ks, unroll=unroll,
+        precision=precision, round_evals=round_evals, layout_static=layout_static,
     )
     if scalar:
         phi, v0, v1 = phi[:, 0], v0[0], v1[0]

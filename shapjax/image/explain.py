@@ -23,6 +23,7 @@ from shapjax._util.precision import check_precision, floatx, precision_scope
 from shapjax._util.progress import BARS
 from shapjax.engine import rounds
 from shapjax.engine.estimators import get_estimator
+from shapjax.engine.estimators import layout as layout_mod
 from shapjax.engine.estimators.partition import Tree, balanced_tree, schedule
 from shapjax.engine.games import auto_batch_size
 from shapjax.engine.shapley import check_budget, check_design_memory, raise_not_finite, with_ends
@@ -69,14 +70,15 @@ def _compose_eval(model_fn, images, repl, seg, out_idx, rows_b, Z):
     return jnp.take_along_axis(out, out_idx[rows_b], axis=1)
 
 
-def _chunked(fn, n_rows: int, batch_size: int, progress=None, unroll: bool = False):
+def _chunked(fn, n_rows: int, batch_size: int, progress=None, unroll: bool = False, n_live=None):
     """Run ``fn(rows [bs] int) -> [bs, K]`` over ``0..n_rows-1`` in chunks (lax.map).
 
     With ``progress`` (a traced bar token of :mod:`shapjax._util.progress`) a
     ``jax.debug.callback`` reports each finished chunk to
     the host (the only host callback in the engine, off by default). With
     ``unroll`` (explain is being differentiated) the chunks are a straight-line
-    sequence instead of a loop (see :func:`shapjax._util.chunks.under_autodiff`).
+    sequence instead of a loop (see :func:`shapjax._util.chunks.under_autodiff`). With ``n_live``
+    (traced: a bucketed job) only rows ``0..n_live-1`` are computed; chunks past it are skipped.
     """
     bs = min(batch_size, n_rows)
     n_chunks = -(-n_rows // bs)
@@ -88,19 +90,25 @@ def _chunked(fn, n_rows: int, batch_size: int, progress=None, unroll: bool = Fal
             jax.debug.callback(BARS.tick, progress, jnp.minimum(rows[-1] + 1, n_rows) - rows[0] + 0 * out[0, 0].astype(jnp.int32))
             return out
 
-    rows = jnp.minimum(jnp.arange(n_chunks * bs), n_rows - 1).reshape(n_chunks, bs)
+    last = n_rows - 1 if n_live is None else n_live - 1
+    rows = jnp.minimum(jnp.arange(n_chunks * bs), last).reshape(n_chunks, bs)
     if n_chunks == 1:
         return fn(rows[0])[:n_rows]
     if unroll:
         return jnp.concatenate([fn(rows[i]) for i in range(n_chunks)])[:n_rows]
-    out = jax.lax.map(fn, rows)
+    if n_live is not None:  # chunks that start past the live rows are skipped
+        shape = jax.eval_shape(fn, rows[0])
+        skip = lambda r: jnp.zeros(shape.shape, shape.dtype)  # noqa: E731
+        out = jax.lax.map(lambda a: jax.lax.cond(a[1] * bs < n_live, fn, skip, a[0]), (rows, jnp.arange(n_chunks)))
+    else:
+        out = jax.lax.map(fn, rows)
     return out.reshape(n_chunks * bs, -1)[:n_rows]
 
 
 @partial(
     jax.jit,
     static_argnames=("model_fn", "n_segments", "method", "n_evals", "batch_size", "out_mode", "k", "ks", "all_active",
-                     "unroll", "n_classes", "checks", "precision", "round_evals"),
+                     "unroll", "n_classes", "checks", "precision", "round_evals", "layout_static"),
 )
 def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, progress, tol=None, *, n_classes,
                   checks=False, precision="float32", **static):
@@ -131,7 +139,8 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
 
 
 def _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, progress, *, model_fn, n_segments,
-                  method, n_evals, batch_size, out_mode, k, ks, all_active, unroll=False, tol=None, round_evals=None):
+                  method, n_evals, batch_size, out_mode, k, ks, all_active, unroll=False, tol=None, round_evals=None,
+                  layout=None, b_live=None, layout_static=None):
     """The explanation program; returns ``(values, std, base, full, output_indexes, info)`` where
     ``info`` is None, or ``(evaluations spent, relative standard error)`` with ``tol`` (then
     ``round_evals`` is set and the rounds of :mod:`shapjax.engine.rounds` run)."""
@@ -177,21 +186,33 @@ def _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, 
                        eval_rows=eval_rows, v0=E[:, 0], v1=E[:, 1], active=None if all_active else active)
         return r.values, r.std, E[:, 0], E[:, 1], out_idx, (r.spent, r.rse)
 
-    d = est.design(M, n_evals, key=key)
-    Z = with_ends(d.coalitions)
-    N = Z.shape[0]
-    fn = lambda rows: _compose_eval(model_fn, images, repl, seg, out_idx, rows // N, Z[rows % N])  # noqa: E731
-    V = _chunked(fn, B * N, batch_size, progress, unroll).reshape(B, N, -1)
+    if layout is not None:  # bucketed: live rows q = b * N_live + n of the first b_live images, the rest skipped
+        d = layout_mod.build(M, layout, layout_static, key=key)
+        solve = layout_mod.solve
+        Z = with_ends(d.coalitions)
+        N, n_live = Z.shape[0], layout.n_live + 2
+        fn = lambda q: _compose_eval(model_fn, images, repl, seg, out_idx, q // n_live, Z[q % n_live])  # noqa: E731
+        out = _chunked(fn, B * N, batch_size, progress, unroll, n_live=b_live * n_live)
+        q = jnp.arange(B * N)
+        dest = jnp.where(q < b_live * n_live, (q // n_live) * N + q % n_live, B * N)
+        V = jnp.zeros_like(out).at[dest].set(out, mode="drop").reshape(B, N, -1)
+    else:
+        d = est.design(M, n_evals, key=key)
+        solve = est.solve
+        Z = with_ends(d.coalitions)
+        N = Z.shape[0]
+        fn = lambda rows: _compose_eval(model_fn, images, repl, seg, out_idx, rows // N, Z[rows % N])  # noqa: E731
+        V = _chunked(fn, B * N, batch_size, progress, unroll).reshape(B, N, -1)
     if all_active:
         # One design shared by the whole batch: for the regression methods the
         # Gram matrix is factored once with B*K right-hand sides.
         K = V.shape[-1]
         Vf = jnp.moveaxis(V, 0, 1).reshape(N, B * K)
-        phi, std = est.solve(d, Vf[2:], Vf[0], Vf[1], None)
+        phi, std = solve(d, Vf[2:], Vf[0], Vf[1], None)
         phi = jnp.moveaxis(phi.reshape(M, B, K), 1, 0)
         std = None if std is None else jnp.moveaxis(std.reshape(M, B, K), 1, 0)
     else:
-        phi, std = jax.vmap(lambda y, a, b, act: est.solve(d, y, a, b, act))(V[:, 2:], V[:, 0], V[:, 1], active)
+        phi, std = jax.vmap(lambda y, a, b, act: solve(d, y, a, b, act))(V[:, 2:], V[:, 0], V[:, 1], active)
     return phi, std, V[:, 0], V[:, 1], out_idx, None
 
 
@@ -339,6 +360,14 @@ def _explain(model_fn, images, *, key, segments, masker, method, n_evals, output
         batch_size = check_int(batch_size, "batch_size", 1)
     R = masker.n_replacements()
     rows = B * (2**M if method == "exact" else n_evals)
+    layout, layout_static, B_run = None, None, B
+    if est.layout is not None and M > 1 and tol is None and not is_traced(images) and \
+            not under_autodiff(model_tree, images):
+        # budgets and batch sizes bucketed (four shapes per octave): one compiled program per bucket, the
+        # extra rows and images skipped in the program (shapjax.engine.estimators.layout)
+        layout, layout_static = est.layout(M, n_evals, layout_mod.bucket(est.used_evals(M, n_evals) - 2))
+        B_run = layout_mod.bucket(B)
+        rows = B_run * (layout_static.n_rows + 2)
     # batch_size=None: chosen from the model by a short cached probe for big jobs (shapjax._util.autobatch)
     bs = batch_size or choose_batch_size(static_fn, model_tree, (H, W, C), rows=rows, n_replacements=R,
                                          fallback=auto_batch_size(rows, H * W * C * R))
@@ -369,11 +398,17 @@ def _explain(model_fn, images, *, key, segments, masker, method, n_evals, output
         raise ValueError("tol= cannot be differentiated in reverse mode (its rounds are a lax.while_loop); "
                          "differentiate a fixed budget instead (n_evals=..., tol=None)")
     tol_arg = None if tol is None else jnp.asarray(tol, floatx())  # traced: a new tol does not recompile
+    run_images, run_seg, run_out, run_active, extra = images, jnp.asarray(seg), out_idx, active, {}
+    if layout is not None:
+        if B_run > B:  # copies of the last image fill the bucket; the program skips them
+            pad = lambda a: None if a is None else jnp.concatenate([a, jnp.repeat(a[-1:], B_run - B, axis=0)])  # noqa: E731
+            run_images, run_seg, run_out, run_active = pad(images), pad(run_seg), pad(out_idx), pad(active)
+        extra = dict(layout=layout, b_live=jnp.int32(B), layout_static=layout_static)
     run = lambda token: _explain_impl(  # noqa: E731
-        key, images, jnp.asarray(seg), masker, out_idx, active, trees, model_tree, token, tol_arg,
-        model_fn=static_fn, n_segments=M, method=method, n_evals=n_evals, batch_size=bs, out_mode=out_mode, k=k,
-        ks=ks, all_active=all_active, unroll=unroll, n_classes=n_classes, checks=bool(checks), precision=precision,
-        round_evals=round_evals)
+        key, run_images, run_seg, masker, run_out, run_active, trees, model_tree, token, tol_arg,
+        model_fn=static_fn, n_segments=M, method=method, n_evals=0 if layout is not None else n_evals,
+        batch_size=bs, out_mode=out_mode, k=k, ks=ks, all_active=all_active, unroll=unroll, n_classes=n_classes,
+        checks=bool(checks), precision=precision, round_evals=round_evals, **extra)
     if checks and not is_traced(images) and not is_traced(model_tree) and not is_traced(seg):
         from jax.experimental import checkify
 
@@ -384,6 +419,8 @@ def _explain(model_fn, images, *, key, segments, masker, method, n_evals, output
             phi, std, v0, v1, out_idx, info = jax.block_until_ready(run(jnp.int32(token)))
     else:
         phi, std, v0, v1, out_idx, info = run(None)
+    if B_run > B:
+        phi, std, v0, v1, out_idx = (None if a is None else a[:B] for a in (phi, std, v0, v1, out_idx))
     if check_result and not is_traced(phi) and not bool(jnp.all(jnp.isfinite(phi))):
         raise_not_finite("model_fn", v0, v1, method, n_evals)
     evals = rse = None
