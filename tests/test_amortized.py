@@ -224,3 +224,21 @@ def test_cli_amortize_then_explain(tmp_path, capsys):
     assert main(["--no-cache", "-q", "explain", "samples:mnist:2", "--method", "amortized", "--segments", "grid:5x5",
                  "--masker", "constant:0", "--out", str(tmp_path / "o2")]) == 2
     assert "no shipped explainer matches" in capsys.readouterr().err
+
+
+def test_shipped_explainers_match_the_shipped_models():
+    names = [e["name"] for e in amortized.available()]
+    assert {"mnist-cnn-grid4x4-constant0", "mnist-cnn-grid7x7-constant0"} <= set(names)
+    clf = shapjax.models.pretrained("mnist-cnn")
+    x = shapjax.data.samples("mnist").images[:4]
+    for g in (4, 7):
+        exp = shapjax.explain(clf, x, method="amortized", segments=segment.grid(g, g), masker=maskers.constant(0.0),
+                              outputs="top-1")
+        assert exp.values.shape == (4, g * g, 1) and exp.method == "amortized"
+        np.testing.assert_allclose(np.asarray(exp.values.sum(1)), np.asarray(exp.full_values - exp.base_values),
+                                   rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="no shipped explainer matches"):  # same weights, another masker
+        shapjax.explain(clf, x, method="amortized", segments=segment.grid(4, 4), masker=maskers.constant(0.5))
+    with pytest.raises(ValueError, match="no shipped explainer matches"):  # another model, same settings
+        shapjax.explain(shapjax.models.pretrained("mnist-cnn-robust"), x, method="amortized",
+                        segments=segment.grid(4, 4), masker=maskers.constant(0.0))
