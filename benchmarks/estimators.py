@@ -199,10 +199,13 @@ def _row(n, errs, used, wall):
             "wall_s_median": float(np.median(wall))}
 
 
-def run(*, quick: bool = False, out_dir=None) -> dict:
+def run(*, quick: bool = False, out_dir=None, games=None, name=None) -> dict:
+    """Run the benchmark; ``games`` keeps only those keys (``"i16"`` image M=16, ``"s64"`` SOUM M=64, ...)."""
     from benchmarks.peers import _import_error
 
     cfg = QUICK if quick else FULL
+    if games:
+        cfg = {**cfg, "games": [g for g in cfg["games"] if f"{g['kind'][0]}{g['M']}" in games]}
     t_start = time.perf_counter()
     games = _make_games(cfg)
     results = []
@@ -242,11 +245,11 @@ def run(*, quick: bool = False, out_dir=None) -> dict:
                         {"method": "leverage", "evals": REF_EVALS,
                          "rel_std_err": [inst[2] for inst in g["instances"]]},
                         "estimators": res, "ratios": ratios(res, g["budgets"])})
-        _write(quick, out_dir, results, t_start, done=False)
-    return _write(quick, out_dir, results, t_start, done=True)
+        _write(quick, out_dir, results, t_start, done=False, name=name)
+    return _write(quick, out_dir, results, t_start, done=True, name=name)
 
 
-def _write(quick, out_dir, results, t_start, *, done):
+def _write(quick, out_dir, results, t_start, *, done, name=None):
     payload = {"complete": done, "mode": "quick" if quick else "full", "wall_s": round(time.perf_counter() - t_start, 1),
                "goal_ratio": GOAL_RATIO, "games": results,
                "notes": ["budget = evaluations including the empty and full coalitions; evals_used what the "
@@ -254,7 +257,7 @@ def _write(quick, out_dir, results, t_start, *, done):
                          "peers get the same host game; shapiq KernelSHAP/kADDSHAP/UnbiasedKernelSHAP with "
                          "pairing_trick=True, kADDSHAP max_order=2",
                          "wall_s_median: one estimate (game evaluations on this CPU included)"]}
-    name = "estimators" + ("_quick" if quick else "")
+    name = name or "estimators" + ("_quick" if quick else "")
     path = write_result(name, payload, **({"out_dir": out_dir} if out_dir else {}))
     path.with_suffix(".md").write_text(markdown(json.loads(path.read_text())))
     log(f"estimators: wrote {path} after {payload['wall_s']} s")
@@ -311,4 +314,7 @@ def markdown(out) -> str:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    run(quick=ap.parse_args().quick)
+    ap.add_argument("--games", nargs="*", default=None, help="keys to run: i16 s16 s32 s64 i32 (default: all)")
+    ap.add_argument("--name", default=None, help="result file name (default: estimators[_quick])")
+    a = ap.parse_args()
+    run(quick=a.quick, games=a.games, name=a.name)
