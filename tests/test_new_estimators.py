@@ -57,7 +57,7 @@ def test_full_budget_is_exact(net10, method):
     np.testing.assert_allclose(res.values, ref, atol=3e-4 * np.abs(ref).max())
 
 
-@pytest.mark.parametrize("method", ["regmc", "svarm"])
+@pytest.mark.parametrize("method", ["svarm"])  # regmc: see the unbiasedness test
 def test_error_shrinks_with_budget(net10, method):
     g, ref = net10
     e = [np.mean([rel_err(shapjax.shapley(g, 10, key=jax.random.key(s), method=method, n_evals=n).values, ref)

@@ -133,9 +133,14 @@ def used_evals(M, n_evals, *, size_mass=None, **options):
     return sum(regression.group_count(M, g) for g in enum) + sum(2 * k for _, k in sampled) + 2
 
 
+def min_evals(M: int) -> int:
+    """``2M + 2``: the singleton group is enumerated first (full rank at every budget), as in :mod:`.kernel`."""
+    return kernel_min_evals(M)
+
+
 ESTIMATOR = Estimator(
     name="leverage",
-    min_evals=kernel_min_evals,  # the singleton group is enumerated first: full rank at every budget
+    min_evals=min_evals,
     used_evals=used_evals,
     design=design,
     solve=regression.solve,

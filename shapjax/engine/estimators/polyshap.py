@@ -54,7 +54,7 @@ from __future__ import annotations
 
 from shapjax.engine.estimators import leverage
 from shapjax.engine.estimators.base import Estimator
-from shapjax.engine.estimators.kernel import min_evals
+from shapjax.engine.estimators.kernel import min_evals as kernel_min_evals
 from shapjax.kernels.polyreg import n_features, poly_fit
 
 #: Interaction orders of the frontier and the relative ridge on their coefficients.
@@ -74,6 +74,11 @@ def solve(design, y, v_empty, v_full, active):
     fit = poly_fit(design.coalitions, design.aux.weights, y - v_empty[None, :], v_full - v_empty,
                    orders=ORDERS, alpha=ridge(M, N), active=active)
     return fit.phi, None
+
+
+def min_evals(M: int) -> int:
+    """``2M + 2``: the singletons and their complements are enumerated (full rank), as in :mod:`.kernel`."""
+    return kernel_min_evals(M)
 
 
 ESTIMATOR = Estimator(

@@ -49,7 +49,7 @@ import numpy as np
 
 from shapjax.engine.estimators import leverage, polyshap
 from shapjax.engine.estimators.base import Design, Estimator
-from shapjax.engine.estimators.kernel import min_evals
+from shapjax.engine.estimators.kernel import min_evals as kernel_min_evals
 from shapjax.kernels.polyreg import poly_fit
 
 
@@ -161,6 +161,11 @@ def solve(design_: Design, y, v_empty, v_full, active):
         phi = phi * active[:, None]
         std = None if std is None else std * active[:, None]
     return phi, std
+
+
+def min_evals(M: int) -> int:
+    """``2M + 2``: the singletons and their complements are enumerated (full rank), as in :mod:`.kernel`."""
+    return kernel_min_evals(M)
 
 
 ESTIMATOR = Estimator(

@@ -39,7 +39,7 @@ import numpy as np
 
 from shapjax.engine.estimators import leverage
 from shapjax.engine.estimators.base import Estimator
-from shapjax.engine.estimators.kernel import min_evals
+from shapjax.engine.estimators.kernel import min_evals as kernel_min_evals
 
 
 def size_mass(n_players: int) -> np.ndarray:
@@ -88,6 +88,11 @@ def solve(design_, y, v_empty, v_full, active):
     if active is not None:
         phi = phi * active[:, None]
     return phi, None
+
+
+def min_evals(M: int) -> int:
+    """``2M + 2``: the singletons and their complements are enumerated (full rank), as in :mod:`.kernel`."""
+    return kernel_min_evals(M)
 
 
 ESTIMATOR = Estimator(
