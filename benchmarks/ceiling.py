@@ -1,8 +1,9 @@
 """The ratio of ``explain`` to the forward-pass ceiling as the number of players grows (issue 20).
 
-One 64x64 grey image, the small CNN (``shapjax.models.small_cnn(input_shape=(64, 64, 1))``, random
-weights), grid segments M = 16, 64, 256, 1024, 4096, KernelSHAP and Leverage SHAP, ``outputs='top-1'``,
-a budget of ``max(1024, 4 M)`` evaluations. Side by side in one process, each program compiled first:
+One 64x64 grey image, a narrow small CNN (``shapjax.models.small_cnn(input_shape=(64, 64, 1),
+widths=(8, 16, 32), hidden=64)``, random weights: light, so the engine's share shows), grid segments
+M = 16, 64, 256, 1024, 4096, KernelSHAP and Leverage SHAP, ``outputs='top-1'``, a budget of
+``2 M + 2 + 1024`` evaluations (the minimum plus 1024 sampled coalitions). Side by side in one process, each program compiled first:
 
 * ``explain``: the steady-state time of ``shapjax.explain`` (median of the repeats);
 * ``ceiling``: the jitted forward pass over the same number of images (``used + 1``: the coalitions
@@ -49,14 +50,14 @@ def run(quick: bool = False) -> dict:
     from shapjax.engine.estimators.layout import bucket
     from shapjax.engine.shapley import with_ends
 
-    clf = models.small_cnn(key=jax.random.key(0), input_shape=(64, 64, 1))
+    clf = models.small_cnn(key=jax.random.key(0), input_shape=(64, 64, 1), widths=(8, 16, 32), hidden=64)
     x = jax.random.uniform(jax.random.key(1), (1, 64, 64, 1))
     trivial = lambda imgs: jnp.broadcast_to(imgs.mean(axis=(1, 2, 3))[:, None], (imgs.shape[0], 10))  # noqa: E731
     fwd = jax.jit(clf.apply)
     rows = []
     for g in (QUICK_GRIDS if quick else GRIDS):
         M = g * g
-        n = max(1024, 4 * M)
+        n = 2 * M + 2 + 1024
         repeats = 3 if M <= 256 else 1
         for method in METHODS:
             est = ESTIMATORS[method]
@@ -70,8 +71,10 @@ def run(quick: bool = False) -> dict:
             t_design = _time(lambda: design(jax.random.key(3), lay), repeats)
             d = L.build(M, lay, st, key=jax.random.key(3))
             V = jax.random.normal(jax.random.key(4), (d.coalitions.shape[0] + 2, 1))
-            solve = jax.jit(lambda d, V: L.solve(d, V[2:], V[0], V[1], None))
-            t_solve = _time(lambda: solve(d, V), repeats)
+            arrays = (d.coalitions, *d.aux[:4])
+            solve = jax.jit(lambda Z, w, pr, ps, f, V: L.solve(  # noqa: E731
+                type(d)(Z, L.LayoutAux(w, pr, ps, f, st.has_std)), V[2:], V[0], V[1], None))
+            t_solve = _time(lambda: solve(*arrays, V), repeats)
             from shapjax._util.autobatch import choose_batch_size
             from shapjax._util.modelfn import split_model
             from shapjax.engine.games import auto_batch_size
@@ -101,7 +104,8 @@ def _markdown(res: dict) -> None:
              f"{m.get('cpu_cores_usable', '?')} cores, JAX {m.get('versions', {}).get('jax', '?')} "
              f"{m.get('jax_backend', '')}, {m.get('date', '')[:10]}, load average at the end "
              f"{m.get('load_average_end', '?')})", "",
-             "small CNN on one 64x64 image, grid segments, `outputs='top-1'`, budget max(1024, 4M); steady-state "
+             "narrow small CNN (widths 8, 16, 32) on one 64x64 image, grid segments, `outputs='top-1'`, budget "
+             "2M + 2 + 1024; steady-state "
              "seconds (median of the repeats: 3 up to M = 256, 1 above). `engine` = explain with a trivial model "
              "(design + compose + solve); `compose` = engine - design - solve. Goal: ratio <= 1.2 at M <= 1024.",
              "", "| M | method | evals | explain s | ceiling s | ratio | engine s | design s | solve s | compose s "

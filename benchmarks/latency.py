@@ -23,8 +23,8 @@ import time
 
 from benchmarks.common import RESULTS_DIR, log, write_result
 
-MODELS = {"small-cnn": {"build": "small_cnn", "budget": 512, "delta": 24},
-          "resnet18-32": {"build": "resnet18", "budget": 256, "delta": 12}}
+MODELS = {"small-cnn": {"build": "small_cnn", "budget": 480, "delta": 24},
+          "resnet18-32": {"build": "resnet18", "budget": 240, "delta": 10}}
 ESTIMATORS = ("kernel", "leverage", "permutation")
 GRIDS = {16: 4, 64: 8}
 QUICK = {"models": ["small-cnn"], "estimators": ("kernel",), "grids": {16: 4}}
@@ -50,7 +50,8 @@ for name, key, n in (("first", 0, budget), ("second", 1, budget), ("bucket", 2, 
         dt = time.perf_counter() - t0
     out[name] = {"seconds": dt, "n_evals": int(e.n_evals), "compiles": logc.compiles,
                  "explain_compiles": logc.count("_explain_impl"), "cache_hits": logc.cache_hits,
-                 "compile_seconds": round(logc.seconds, 3)}
+                 "compile_seconds": round(logc.seconds, 3), "trace_seconds": round(logc.trace_seconds, 3),
+                 "lower_seconds": round(logc.lower_seconds, 3), "backend_seconds": round(logc.backend_seconds, 3)}
 print("RESULT " + json.dumps(out))
 """
 
