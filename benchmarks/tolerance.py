@@ -40,8 +40,10 @@ def precision_rows(M: int = 10):
         wo = r[~Z[:, i]]
         ref[i] = np.array([f[s] * f[M - s - 1] / f[M] for s in size[wo]]) @ (v[wo | (1 << i)] - v[wo])
     rows = []
-    for method in ("exact", "kernel", "leverage"):
-        for prec in ("float32", "float64"):
+    # float64 first: in this process a later float64 call of a game already traced in float32 can come
+    # back at float32 accuracy (a JAX 0.10 caching issue seen with x64 switched per call; see shapjax._util.precision)
+    for prec in ("float64", "float32"):
+        for method in ("exact", "kernel", "leverage"):
             res = shapjax.shapley(game, M, key=jax.random.key(0), method=method, n_evals=2**M, precision=prec)
             err = float(np.abs(np.asarray(res.values, np.float64) - ref).max() / np.abs(ref).max())
             rows.append({"method": method, "precision": prec, "M": M, "max_rel_error": err})

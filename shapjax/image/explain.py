@@ -19,7 +19,7 @@ from shapjax._util.checks import check_images, check_int, check_key, check_outpu
 from shapjax._util.chunks import under_autodiff
 from shapjax._util.modelfn import join_model, split_model
 from shapjax._util.outputs import Outputs, parse_outputs
-from shapjax._util.precision import check_precision, floatx, precision_scope
+from shapjax._util.precision import as_device_arrays, check_precision, floatx, precision_scope
 from shapjax._util.progress import BARS
 from shapjax.engine import rounds
 from shapjax.engine.estimators import get_estimator
@@ -350,6 +350,7 @@ def _explain(model_fn, images, *, key, segments, masker, method, n_evals, output
     else:
         round_evals = None
     static_fn, model_tree = split_model(model_fn)
+    model_tree = as_device_arrays(model_tree, precision)
     n_classes = _model_classes(static_fn, model_tree, H, W, C)
     out_mode, k, out_idx = parse_outputs(outputs, n_classes=n_classes, batch=B)
     if M > 1:
