@@ -110,3 +110,29 @@ def test_explain_to_tolerance_reports_evaluations_spent():
     j = jax.jit(lambda k, x: shapjax.explain(_tiny_model(), x, key=k, tol=0.02, **kw))(KEY, x)
     assert j.n_evals == 20_000 and int(j.evals) == e.n_evals  # under jit: the cap, and the count in .evals
     np.testing.assert_allclose(np.asarray(j.values), np.asarray(e.values), atol=1e-5)
+
+
+def test_cli_explain_tol_reports_evaluations_spent(tmp_path, capsys):
+    """`shapjax explain --tol`: every image runs its own rounds; the store and summary.json keep what each spent."""
+    import json
+
+    from shapjax import cli, load_results
+
+    out = tmp_path / "out"
+    rc = cli.main(["explain", "samples:mnist:2", "--out", str(out), "--segments", "grid:3x3", "--top-k", "1",
+                   "--method", "permutation", "--tol", "0.05", "--round-evals", "64", "--n-evals", "3000",
+                   "--figures", "0", "--quiet"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "--tol 0.05:" in text and "evaluations per image" in text
+    s = json.loads((out / "summary.json").read_text())["tolerance"]
+    res = load_results(out / "results.zarr")
+    ev = np.asarray(res.evals[...])
+    assert s["images"] == 2 and s["evaluations"] == int(ev.sum()) and np.all((ev > 0) & (ev <= 3000))
+    assert s["reached"] == int(np.sum(np.asarray(res.rse[...]) <= 0.05))
+    assert res[0:2].evals.shape == (2,)
+    assert cli.main(["explain", "samples:mnist:1", "--out", str(tmp_path / "o2"), "--round-evals", "64",
+                     "--quiet"]) == 2  # --round-evals needs --tol
+    assert cli.main(["explain", "samples:mnist:1", "--out", str(tmp_path / "o3"), "--tol", "0.1", "--method",
+                     "partition", "--quiet"]) == 2  # a method without standard errors: a usage error
+    assert "method='partition' has none" in capsys.readouterr().err

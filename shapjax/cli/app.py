@@ -318,7 +318,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--explainer", default=None, metavar="FILE",
                    help="with --method amortized: an explainer checkpoint from `shapjax amortize` (default: the "
                         "shipped one that matches --model, --segments and --masker)")
-    e.add_argument("--n-evals", type=int, default=2048, help="model evaluations per image (default: 2048)")
+    e.add_argument("--n-evals", type=int, default=2048,
+                   help="model evaluations per image (default: 2048; with --tol the most it may spend)")
+    e.add_argument("--tol", type=float, default=None, metavar="RSE",
+                   help="evaluate in rounds until each image's relative standard error is at most RSE "
+                        "(e.g. 0.01), or --n-evals is spent; the evaluations spent go to the summary")
+    e.add_argument("--round-evals", type=int, default=None,
+                   help="evaluations per round with --tol (default: max(256, 4x the method's minimum))")
     e.add_argument("--segments", default="grid:8x8", help="segmenter spec (default: grid:8x8)")
     e.add_argument("--masker", default="blur:5", help="masker spec (default: blur:5)")
     e.add_argument("--top-k", type=int, default=3, help="explain the k most probable classes (default: 3)")

@@ -93,7 +93,7 @@ def _unstack(a, G: int, K: int):
     return None if a is None else jnp.moveaxis(a.reshape(a.shape[0], G, K), 1, 0)
 
 
-def _solve(est, d, Y, v0, v1, active):
+def solve_games(est, d, Y, v0, v1, active):
     """The estimator's ``solve`` for G games ``Y [G, N, K]``: ``(values, std)`` ``[G, M, K]``.
 
     Without inactive players the games are stacked as columns (one factorisation for all, as in
@@ -150,7 +150,7 @@ def run(est, *, key, n_players: int, round_evals: int, n_evals: int, tol,
     pooled = _is_regression(est, d0)
     n_enum = int(d0.aux.n_enum) if pooled else 0
     Y0 = eval_rows(d0.coalitions)
-    phi0, std0 = _solve(est, d0, Y0, v0, v1, active)
+    phi0, std0 = solve_games(est, d0, Y0, v0, v1, active)
     one = jnp.int32(1)
     if std0 is None:
         if (pooled and n_enum == N) or est.name == "exact":  # every coalition enumerated: nothing to estimate
@@ -167,7 +167,7 @@ def run(est, *, key, n_players: int, round_evals: int, n_evals: int, tol,
         stats_fn = lambda d, Y: _normal(d, Y, v0, v1, active)  # noqa: E731
         finish = lambda S: _from_normal(S, v0, v1, active)  # noqa: E731
     else:  # average the round estimates
-        stats_fn = lambda d, Y: _solve(est, d, Y, v0, v1, active)[0]  # noqa: E731
+        stats_fn = lambda d, Y: solve_games(est, d, Y, v0, v1, active)[0]  # noqa: E731
         finish = lambda S: S  # noqa: E731
 
     def combine(S, V, r):
@@ -188,7 +188,7 @@ def run(est, *, key, n_players: int, round_evals: int, n_evals: int, tol,
         r, S, V, _ = c
         d = est.design(M, round_evals, key=jax.random.fold_in(key, r))
         Y = jnp.concatenate([Y_enum, eval_rows(d.coalitions[n_enum:])], axis=1)
-        _, std_r = _solve(est, d, Y, v0, v1, active)
+        _, std_r = solve_games(est, d, Y, v0, v1, active)
         S = jax.tree_util.tree_map(jnp.add, S, stats_fn(d, Y))
         V = V + std_r**2
         rse = relative_standard_error(*combine(S, V, r + 1), v0, v1)

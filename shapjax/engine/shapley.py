@@ -13,7 +13,7 @@ from flax import struct
 from shapjax._util.checks import check_int, check_key, check_memory, is_traced
 from shapjax._util.chunks import under_autodiff
 from shapjax._util.modelfn import join_model, split_model
-from shapjax._util.precision import check_precision, floatx, precision_scope
+from shapjax._util.precision import as_device_arrays, check_precision, floatx, precision_scope
 from shapjax.engine import rounds
 from shapjax.engine.estimators import get_estimator
 from shapjax.engine.estimators import layout as layout_mod
@@ -226,6 +226,7 @@ def _shapley(value_fn, n_players, *, key, method, n_evals, batch_size, tree, pre
         ks = tuple(schedule(M, n_evals, tree=tree))
     used = est.used_evals(M, n_evals, tree=tree) if M > 1 else 2
     game, game_data = split_model(value_fn, "value_fn")  # a game's parameters are data, not constants
+    game_data = as_device_arrays(game_data, precision)
     unroll = under_autodiff(game_data)
     if tol is not None and unroll:
         raise ValueError("tol= cannot be differentiated in reverse mode (its rounds are a lax.while_loop); "

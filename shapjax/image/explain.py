@@ -19,7 +19,7 @@ from shapjax._util.checks import check_images, check_int, check_key, check_outpu
 from shapjax._util.chunks import under_autodiff
 from shapjax._util.modelfn import join_model, split_model
 from shapjax._util.outputs import Outputs, parse_outputs
-from shapjax._util.precision import check_precision, floatx, precision_scope
+from shapjax._util.precision import as_device_arrays, check_precision, floatx, precision_scope
 from shapjax._util.progress import BARS
 from shapjax.engine import rounds
 from shapjax.engine.estimators import get_estimator
@@ -27,6 +27,7 @@ from shapjax.engine.estimators import layout as layout_mod
 from shapjax.engine.estimators.partition import Tree, balanced_tree, schedule
 from shapjax.engine.games import auto_batch_size
 from shapjax.engine.shapley import check_budget, check_design_memory, raise_not_finite, with_ends
+from shapjax.image import controlshap
 from shapjax.image.explanation import Explanation
 from shapjax.image.hierarchy import partition_tree
 from shapjax.image.maskers import Masker
@@ -35,6 +36,12 @@ from shapjax.kernels.masking import compose_rows
 
 
 logger = logging.getLogger(__name__)
+
+
+def shapjax_methods():
+    from shapjax.engine.estimators import ESTIMATORS
+
+    return list(ESTIMATORS)
 
 
 def _as_images(images) -> jax.Array:
@@ -141,10 +148,11 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
 def _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, progress, *, model_fn, n_segments,
                   method, n_evals, batch_size, out_mode, k, ks, all_active, unroll=False, tol=None, round_evals=None,
                   layout=None, b_live=None, layout_static=None):
-    """The explanation program; returns ``(values, std, base, full, output_indexes, info)`` where
+    """The explanation program (``method`` may be a ControlSHAP name, :mod:`shapjax.image.controlshap`); returns ``(values, std, base, full, output_indexes, info)`` where
     ``info`` is None, or ``(evaluations spent, relative standard error)`` with ``tol`` (then
     ``round_evals`` is set and the rounds of :mod:`shapjax.engine.rounds` run)."""
-    est = get_estimator(method)
+    base, control = controlshap.base_method(method)
+    est = get_estimator(base)
     model_fn = join_model(model_fn, model_tree)
     M = n_segments
     B = images.shape[0]
@@ -203,6 +211,10 @@ def _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, 
         N = Z.shape[0]
         fn = lambda rows: _compose_eval(model_fn, images, repl, seg, out_idx, rows // N, Z[rows % N])  # noqa: E731
         V = _chunked(fn, B * N, batch_size, progress, unroll).reshape(B, N, -1)
+        if control:  # control variates from the model's own gradient and Hessian (shapjax.image.controlshap)
+            h0, G, H = controlshap.taylor(model_fn, images, repl, seg, out_idx, n_segments=M)
+            phi, std = controlshap.estimate(est, d, V, h0, G, H, None if all_active else active, rounds.solve_games)
+            return phi, std, V[:, 0], V[:, 1], out_idx, None
     if all_active:
         # One design shared by the whole batch: for the regression methods the
         # Gram matrix is factored once with B*K right-hand sides.
@@ -268,7 +280,10 @@ def explain(
         the R backgrounds, so one coalition costs R model evaluations.
       method: ``"kernel"``, ``"leverage"``, ``"exact"``, ``"permutation"``,
         ``"antithetic"``, ``"stratified"``, ``"partition"`` (Owen values over
-        a spatial hierarchy of the segments), ``"lime"`` or ``"occlusion"``.
+        a spatial hierarchy of the segments), ``"lime"`` or ``"occlusion"``; or
+        ``"controlshap"`` (permutation sampling) / ``"controlshap-stratified"``: the sampler with
+        a control variate from the model's own gradient and Hessian
+        (:mod:`shapjax.image.controlshap`; needs a model JAX can differentiate twice).
       n_evals: coalitions evaluated per image (empty and full included).
       outputs: None (every output), an int (that class for every image), a list
         of K ints (those classes for every image), an int array ``[B, K]`` (per
@@ -332,7 +347,14 @@ def _explain(model_fn, images, *, key, segments, masker, method, n_evals, output
              checks, check_result, precision, tol, round_evals) -> Explanation:
     images = _as_images(images)
     B, H, W, C = images.shape
-    est = get_estimator(method)
+    base, control = controlshap.base_method(method)
+    try:
+        est = get_estimator(base)
+    except ValueError:
+        raise ValueError(f"method={method!r} is not known; valid methods: "
+                         f"{', '.join(sorted([*shapjax_methods(), *controlshap.METHODS]))}") from None
+    if control and tol is not None:
+        raise ValueError(f"method={method!r} does not combine with tol= (yet); use tol with {base!r}")
     n_evals = check_int(n_evals, "n_evals", 1)
     if not isinstance(masker, Masker):
         raise TypeError(f"masker must be a masker from shapjax.maskers (constant, blur, segment_mean, background); got {type(masker).__name__}")
@@ -352,6 +374,7 @@ def _explain(model_fn, images, *, key, segments, masker, method, n_evals, output
     else:
         round_evals = None
     static_fn, model_tree = split_model(model_fn)
+    model_tree = as_device_arrays(model_tree, precision)
     n_classes = _model_classes(static_fn, model_tree, H, W, C)
     out_mode, k, out_idx = parse_outputs(outputs, n_classes=n_classes, batch=B)
     if M > 1:
@@ -361,7 +384,7 @@ def _explain(model_fn, images, *, key, segments, masker, method, n_evals, output
     R = masker.n_replacements()
     rows = B * (2**M if method == "exact" else n_evals)
     layout, layout_static, B_run = None, None, B
-    if est.layout is not None and M > 1 and tol is None and not is_traced(images) and \
+    if est.layout is not None and M > 1 and tol is None and not control and not is_traced(images) and \
             not under_autodiff(model_tree, images):
         # budgets and batch sizes bucketed (four shapes per octave): one compiled program per bucket, the
         # extra rows and images skipped in the program (shapjax.engine.estimators.layout)
@@ -441,7 +464,7 @@ def _explain(model_fn, images, *, key, segments, masker, method, n_evals, output
 
 
 def explain_one_image(image, seg, masker, out_idx, active, tree, model_tree, *, key, model_fn, n_segments, method,
-                      n_evals, batch_size, out_mode, k, ks):
+                      n_evals, batch_size, out_mode, k, ks, tol=None, round_evals=None):
     """The compiled core of :func:`explain` for ONE image with its own key (traceable, no checks).
 
     For :mod:`shapjax.pipeline`, which maps it over the images of a batch
@@ -451,12 +474,13 @@ def explain_one_image(image, seg, masker, out_idx, active, tree, model_tree, *, 
     without the batch axis: ``image [H, W, C]``, ``seg [H, W]``, ``out_idx [K]``
     (or None), ``active [M]`` bool (None: every segment is used), ``tree`` one
     partition :class:`Tree` (or None). Returns ``(values [M, K], std [M, K] |
-    None, base [K], full [K], output_indexes [K])``.
+    None, base [K], full [K], output_indexes [K], info)`` where ``info`` is None, or with ``tol``
+    (and ``round_evals``) the image's ``(evaluations spent, relative standard error)``.
     """
     one = lambda a: None if a is None else a[None]  # noqa: E731
-    phi, std, v0, v1, idx, _ = _explain_core(  # the pipeline checks its (concrete) inputs on the host
+    phi, std, v0, v1, idx, info = _explain_core(  # the pipeline checks its (concrete) inputs on the host
         key, image[None], seg[None], masker, one(out_idx), one(active),
         None if tree is None else Tree(*(a[None] for a in tree)), model_tree, None, model_fn=model_fn,
         n_segments=n_segments, method=method, n_evals=n_evals, batch_size=batch_size, out_mode=out_mode, k=k, ks=ks,
-        all_active=active is None)
-    return phi[0], None if std is None else std[0], v0[0], v1[0], idx[0]
+        all_active=active is None, tol=tol, round_evals=round_evals)
+    return phi[0], None if std is None else std[0], v0[0], v1[0], idx[0], info
