@@ -203,3 +203,16 @@ def test_jitted_train_step_with_explain_and_grad_traces_once():
     vals0 = np.asarray(jnp.einsum("nhwc,hwc->n", x * seg0, p[..., 0]))
     expect[..., 0] = 2 * np.einsum("n,nhwc->hwc", vals0, np.asarray(x) * seg0)
     np.testing.assert_allclose(g, expect, rtol=1e-3, atol=1e-4)
+
+
+_ROWS = jnp.arange(12.0).reshape(3, 4)
+_ROW = 0
+
+
+def test_a_global_index_read_by_a_game_is_never_stale():
+    # a game reading a global int (a loop index) must not reuse the program compiled for its old value
+    global _ROW
+    for i in range(3):
+        _ROW = i
+        r = shapjax.shapley(lambda z: z.astype(jnp.float32) @ _ROWS[_ROW], 4, key=jax.random.key(0), method="exact")
+        np.testing.assert_allclose(np.asarray(r.values), np.asarray(_ROWS[i]), atol=1e-5)

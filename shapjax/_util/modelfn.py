@@ -255,17 +255,20 @@ def _split_function(fn, name: str, stack=(), warn=True):
         lifted = lift(value)
         cells.append(lifted[0] if lifted else None)
         cell_keys.append(lifted[0] if lifted else ("kept", _hashable(value)))
-    globals_ = []
+    globals_, kept_globals = [], []
     for gname in sorted(set(code.co_names) & set(func.__globals__)):
-        lifted = lift(func.__globals__[gname])
+        value = func.__globals__[gname]
+        lifted = lift(value)
         if lifted is not None:
             globals_.append((gname, lifted[0]))
+        else:  # kept as it is (an int loop index, a module, a function): its value joins the key
+            kept_globals.append((gname, _hashable(value)))
     # Arrays reached only indirectly cannot be lifted: they become constants, and their
     # identities join the cache key (a reassignment recompiles; a stale result is impossible).
     consts = _reachable_arrays(fn, 0, seen)
     if warn:
         _warn_constants(fn, consts, name)
-    key = (code, _hashable(func.__defaults__), owner_key, tuple(cell_keys), tuple(globals_),
+    key = (code, _hashable(func.__defaults__), owner_key, tuple(cell_keys), tuple(globals_), tuple(kept_globals),
            tuple(_Id(a) for a in consts))
     return Static("fn", key, _FnPlan(fn, owner_plan, tuple(cells), tuple(globals_))), dynamic
 
