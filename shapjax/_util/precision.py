@@ -37,14 +37,12 @@ def floatx():
 
 
 def as_device_arrays(tree, precision: str):
-    """NumPy leaves of ``tree`` as JAX arrays made in ``precision`` (float64: inside the x64 scope).
+    """NumPy leaves of ``tree`` as JAX arrays of ``precision`` (call inside :func:`precision_scope`).
 
-    JAX 0.10 can hand a float64-compiled program the float32 copy of a NumPy argument that an
-    earlier float32 call converted (an ``INVALID_ARGUMENT ... expected f64`` error); converting the
-    leaves first, inside the scope, avoids it.
+    With NumPy arguments, JAX 0.10's jit dispatch can pair a float64 call with the float32 program
+    of an earlier call (or the reverse): an ``INVALID_ARGUMENT ... expected f64/f32`` error. JAX
+    arrays of the right dtype give the two precisions distinct argument signatures.
     """
-    if precision != "float64":
-        return tree
     import numpy as np
 
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a) if isinstance(a, np.ndarray) else a, tree)

@@ -28,7 +28,9 @@ image and output, the variance-minimising coefficient (pooled over the players, 
           \hat s^2 = s_v^2 - 2\beta\,\widehat{\mathrm{Cov}} + \beta^2 s_g^2 .
 
 When the game is (close to) quadratic in the mask the correction removes (nearly) all sampling
-error. One coefficient for all players keeps efficiency exact (:math:`\sum_i \hat\phi_{g,i} =
+error; a control whose estimate has no error (below 1e-6 of the base variance, e.g. a ReLU
+network, whose Hessian vanishes, under permutation sampling) gets :math:`\beta = 0`. One coefficient
+for all players keeps efficiency exact (:math:`\sum_i \hat\phi_{g,i} =
 \sum_i \phi_i(g)`) and is estimated from M times more terms: with 7 permutations of 6 players,
 per-player coefficients (``combine(..., pooled=False)``, efficiency then restored by spreading the
 gap in proportion to :math:`\hat s^2`) were biased by up to 8 standard errors and their intervals
@@ -125,7 +127,11 @@ def combine(phi_v, s_v, phi_g, s_g, s_d, exact_g, total, *, pooled: bool = True)
         num, den = cov.sum(1, keepdims=True), var_g.sum(1, keepdims=True)
     else:
         num, den = cov, var_g
-    beta = jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
+    # A control whose estimate has (numerically) no error, e.g. a ReLU network's surrogate with a zero
+    # Hessian on which permutation sampling is exact, carries no information: beta = 0, not noise / noise.
+    ref = (s_v**2).sum(1, keepdims=True) if pooled else s_v**2
+    ok = den > 1e-6 * ref
+    beta = jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
     phi = phi_v - beta * (phi_g - exact_g)
     var = jnp.maximum(s_v**2 - 2 * beta * cov + beta**2 * var_g, 0.0)
     if not pooled:
