@@ -141,7 +141,7 @@ def test_one_coalition_table_reused_every_epoch():
     res = amortized.train(model, x, key=jax.random.key(2), segments=GRID, masker=maskers.constant(0.0), epochs=15,
                           batch_size=20, n_pairs=4, learning_rate=1e-2, widths=(16,), hidden=64, patience=15,
                           resample=False)
-    assert res.metadata["training_model_evals"] == 400 * (2 * 4 + 2)
+    assert 400 * (2 * 4 + 1) < res.metadata["training_model_evals"] <= 400 * (2 * 4 + 2)
     test = _blocks(jax.random.key(3), 16)
     exact = _exact(model, test)
     err = np.linalg.norm(np.asarray(res.explainer(test).values) - exact) / np.linalg.norm(exact)
