@@ -228,7 +228,9 @@ def test_cli_amortize_then_explain(tmp_path, capsys):
 
 def test_shipped_explainers_match_the_shipped_models():
     names = [e["name"] for e in amortized.available()]
-    assert {"mnist-cnn-grid4x4-constant0", "mnist-cnn-grid7x7-constant0"} <= set(names)
+    assert {"mnist-cnn-grid4x4-constant0", "mnist-cnn-grid7x7-constant0", "planted-patch-grid8x8-blur3"} <= set(names)
+    planted = amortized.pretrained("planted-patch-grid8x8-blur3")  # binds the shipped planted-patch model
+    assert planted(shapjax.data.samples("planted-patch").images[:2], outputs="top-1").values.shape == (2, 64, 1)
     clf = shapjax.models.pretrained("mnist-cnn")
     x = shapjax.data.samples("mnist").images[:4]
     for g in (4, 7):
