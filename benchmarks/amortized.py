@@ -176,7 +176,7 @@ def planted(seed, n=16, ref_evals=8192):
         frac = positive_fraction_in_mask(np.asarray(e.values), np.asarray(e.segments), ds.masks)
         rows[name] = {"n_evals": ne, "rel_l2": stats(rel_err(e.values, ref.values)),
                       "positive_fraction_in_patch": float(np.mean(frac))}
-    log(f"planted: " + ", ".join(f"{k} {v['rel_l2']['mean']:.3f} / {v['positive_fraction_in_patch']:.2f}"
+    log("planted: " + ", ".join(f"{k} {v['rel_l2']['mean']:.3f} / {v['positive_fraction_in_patch']:.2f}"
                                   for k, v in rows.items()))
     return {"n_images": n, "reference": f"KernelSHAP at {ref_evals:,} evaluations (top-1 class)",
             "patch_area_fraction": float(np.mean(ds.masks)), "rows": rows}
@@ -206,7 +206,7 @@ def training_cost(grid, thr, acc):
 
 def markdown(res) -> str:
     m = res["machine"]
-    L = [f"# Amortized explanations (FastSHAP) vs KernelSHAP / leverage SHAP",
+    L = ["# Amortized explanations (FastSHAP) vs KernelSHAP / leverage SHAP",
          "",
          f"Machine: {m['cpu_model']}, {m['cpu_cores_usable']} cores, JAX {m['versions']['jax']} "
          f"({m['jax_backend']}), {m['date']}, load average at the end {m.get('load_average_end')}. Model `mnist-cnn`, masker "
