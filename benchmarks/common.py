@@ -23,7 +23,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 #: Distributions whose versions are recorded in every result file.
 VERSIONED = ("shapjax", "jax", "jaxlib", "flax", "numpy", "scikit-image", "scikit-learn",
-             "shap", "lime", "captum", "torch", "numba")
+             "shap", "shapiq", "lime", "captum", "torch", "numba")
 
 
 # --------------------------------------------------------------------------- machine

@@ -5,19 +5,30 @@ import jax
 import jax.numpy as jnp
 
 
+def _jitter(dtype) -> float:
+    """Relative ridge added to the Gram diagonal: 1e-7 in float32, 1e-14 in float64 (about 50 ulps)."""
+    return 1e-7 if jnp.dtype(dtype) == jnp.float32 else 50 * float(jnp.finfo(dtype).eps)
+
+
 def _masked_gram(Z, w, active):
-    Zf = Z.astype(jnp.float32)
+    dt = w.dtype if jnp.issubdtype(w.dtype, jnp.floating) else jnp.float32
+    Zf = Z.astype(dt)
     if active is not None:
-        Zf = Zf * active.astype(jnp.float32)[None, :]
+        Zf = Zf * active.astype(dt)[None, :]
     A = jnp.einsum("nm,n,nl->ml", Zf, w, Zf)
+    return Zf, regularise(A, active)
+
+
+def regularise(A, active=None):
+    """The Gram matrix made safely positive definite: identity rows for inactive players and a tiny ridge."""
     M = A.shape[0]
     if active is not None:
         # Inactive players: identity rows/cols so the system stays regular; their
         # right-hand side and constraint entries are zero, so their value is 0.
-        inact = 1.0 - active.astype(jnp.float32)
+        inact = 1.0 - active.astype(A.dtype)
         A = A + jnp.diag(inact)
-    jitter = 1e-7 * jnp.trace(A) / M
-    return Zf, A + jitter * jnp.eye(M, dtype=A.dtype)
+    jitter = _jitter(A.dtype) * jnp.trace(A) / M
+    return A + jitter * jnp.eye(M, dtype=A.dtype)
 
 
 def constrained_wls(Z, w, y, total, *, active=None):
@@ -50,18 +61,35 @@ def constrained_wls(Z, w, y, total, *, active=None):
       Value Estimation via Linear Regression. AISTATS.
     """
     Zf, A = _masked_gram(Z, w, active)
+    b = jnp.einsum("nm,n,nk->mk", Zf, w, y.astype(A.dtype))
+    return solve_normal_equations(A, b, total, active=active)
+
+
+def solve_normal_equations(A, b, total, *, active=None):
+    r"""The constrained solution from the normal equations ``A = Z^T W Z`` (regularised), ``b = Z^T W y``.
+
+    Sums (or averages) of the normal equations of independent designs give the solution of the pooled
+    design: how the to-tolerance rounds of :mod:`shapjax.engine.rounds` combine regression rounds.
+    Returns ``(phi [M, K], G [M, M])`` as :func:`constrained_wls`.
+    """
     M = A.shape[0]
-    ones = jnp.ones((M,), jnp.float32) if active is None else active.astype(jnp.float32)
-    b = jnp.einsum("nm,n,nk->mk", Zf, w, y)
+    dt = A.dtype
+    ones = jnp.ones((M,), dt) if active is None else active.astype(dt)
     cho = jax.scipy.linalg.cho_factor(A)
     Ainv_b = jax.scipy.linalg.cho_solve(cho, b)
     Ainv_1 = jax.scipy.linalg.cho_solve(cho, ones)
     denom = ones @ Ainv_1
     lam = (ones @ Ainv_b - total) / denom  # [K]
     phi = Ainv_b - Ainv_1[:, None] * lam[None, :]
-    Ainv = jax.scipy.linalg.cho_solve(cho, jnp.eye(M, dtype=jnp.float32))
+    Ainv = jax.scipy.linalg.cho_solve(cho, jnp.eye(M, dtype=dt))
     G = Ainv - jnp.outer(Ainv_1, Ainv_1) / denom
     return phi, G
+
+
+def normal_equations(Z, w, y, *, active=None):
+    """``(A, b)``: the regularised Gram matrix ``Z^T W Z`` ``[M, M]`` and ``Z^T W y`` ``[M, K]``."""
+    Zf, A = _masked_gram(Z, w, active)
+    return A, jnp.einsum("nm,n,nk->mk", Zf, w, y.astype(A.dtype))
 
 
 def weighted_ridge(X, w, y, *, alpha: float = 1.0):
@@ -80,14 +108,15 @@ def weighted_ridge(X, w, y, *, alpha: float = 1.0):
     Returns:
       ``(coef [M, K], intercept [K])``.
     """
-    Xf = X.astype(jnp.float32)
+    dt = y.dtype if jnp.issubdtype(y.dtype, jnp.floating) else jnp.float32
+    Xf = X.astype(dt)
     sw = w / jnp.sum(w)
     xm = sw @ Xf
     ym = sw @ y
     Xc = Xf - xm
     yc = y - ym
     M = Xf.shape[1]
-    A = jnp.einsum("nm,n,nl->ml", Xc, w, Xc) + alpha * jnp.eye(M, dtype=jnp.float32)
+    A = jnp.einsum("nm,n,nl->ml", Xc, w, Xc) + alpha * jnp.eye(M, dtype=dt)
     b = jnp.einsum("nm,n,nk->mk", Xc, w, yc)
     coef = jnp.linalg.solve(A, b)
     return coef, ym - xm @ coef

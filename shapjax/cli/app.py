@@ -8,8 +8,9 @@ Commands:
   figures of the first images and a JSON summary (``summary.json``, written last).
 * ``shapjax demo`` - the same job on the shipped models and sample images.
 * ``shapjax models`` / ``shapjax methods`` - what is available, one line each.
-* ``shapjax train ...`` / ``shapjax compare ...`` / ``shapjax counterfactual ...`` - delegate to
-  :mod:`shapjax.cli.train`, :mod:`shapjax.cli.compare` and :mod:`shapjax.cli.counterfactual`.
+* ``shapjax train ...`` / ``shapjax compare ...`` / ``shapjax counterfactual ...`` / ``shapjax amortize ...`` / ``shapjax explore ...`` -
+  delegate to :mod:`shapjax.cli.train`, :mod:`shapjax.cli.compare`, :mod:`shapjax.cli.counterfactual` and
+  :mod:`shapjax.cli.explore`.
 
 Every error the user can cause (missing or unreadable image, unknown model,
 method, masker or segmenter, shape mismatch, bad option values) ends with one
@@ -317,7 +318,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--explainer", default=None, metavar="FILE",
                    help="with --method amortized: an explainer checkpoint from `shapjax amortize` (default: the "
                         "shipped one that matches --model, --segments and --masker)")
-    e.add_argument("--n-evals", type=int, default=2048, help="model evaluations per image (default: 2048)")
+    e.add_argument("--n-evals", type=int, default=2048,
+                   help="model evaluations per image (default: 2048; with --tol the most it may spend)")
+    e.add_argument("--tol", type=float, default=None, metavar="RSE",
+                   help="evaluate in rounds until each image's relative standard error is at most RSE "
+                        "(e.g. 0.01), or --n-evals is spent; the evaluations spent go to the summary")
+    e.add_argument("--round-evals", type=int, default=None,
+                   help="evaluations per round with --tol (default: max(256, 4x the method's minimum))")
     e.add_argument("--segments", default="grid:8x8", help="segmenter spec (default: grid:8x8)")
     e.add_argument("--masker", default="blur:5", help="masker spec (default: blur:5)")
     e.add_argument("--top-k", type=int, default=3, help="explain the k most probable classes (default: 3)")
@@ -354,6 +361,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("counterfactual", add_help=False, help="sparse counterfactuals (shapjax counterfactual --help)")
     sub.add_parser("amortize", add_help=False,
                    help="train an amortized explainer, FastSHAP (shapjax amortize --help)")
+    sub.add_parser("explore", add_help=False,
+                   help="a local web page: explanations, 👍/👎, settings learned from feedback (shapjax explore --help)")
     return p
 
 
@@ -379,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         i += 1
     try:
         try:
-            if i < len(argv) and argv[i] in ("train", "compare", "counterfactual", "amortize"):
+            if i < len(argv) and argv[i] in ("train", "compare", "counterfactual", "amortize", "explore"):
                 return _delegate(argv[i], argv[i + 1:], quiet=any(a in ("-q", "--quiet") for a in argv[:i]))
             parser = _parser()
             try:

@@ -103,9 +103,14 @@ def run(args, *, prog: str = "shapjax") -> int:
     quiet = getattr(args, "quiet", False)
     note = (lambda m: None) if quiet else (lambda m: print(f"{prog}: note: {m}", file=sys.stderr, flush=True))
     check_specs(args.method, args.segments, args.masker)
-    for name in ("n_evals", "top_k", "batch_size", "limit", "model_batch"):
+    for name in ("n_evals", "top_k", "batch_size", "limit", "model_batch", "round_evals"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    tol = getattr(args, "tol", None)
+    if tol is not None and not tol > 0:
+        raise UsageError(f"--tol must be > 0 (a relative standard error such as 0.01), got {tol}")
+    if getattr(args, "round_evals", None) is not None and tol is None:
+        raise UsageError("--round-evals needs --tol")
     if args.figures < 0:
         raise UsageError(f"--figures must be >= 0, got {args.figures}")
     from shapjax.models.importers.spec import model_options
@@ -136,42 +141,82 @@ def run(args, *, prog: str = "shapjax") -> int:
             bar.update(p.done - bar.n)
             bar.set_postfix_str(f"{p.evals / max(p.seconds, 1e-9):,.0f} evals/s", refresh=False)
 
+        from shapjax._util.compile_log import CompileLog
+
+        compile_log = CompileLog()
         try:
-            report = explain_dataset(
-                model_fn, src, key=jax.random.key(args.seed), store=store, segments=args.segments,
-                masker=args.masker, method=args.method, n_evals=args.n_evals, outputs=outputs,
-                batch_size=args.batch_size, model_batch=args.model_batch or default_model_batch(clf.input_shape),
-                store_images=not args.no_store_images, overwrite=args.overwrite, input_shape=clf.input_shape,
-                resize=not args.no_resize, model_name=getattr(clf, "name", None) or str(args.model),
-                progress=progress, extra_settings={"score": args.score})
+            with compile_log:
+                report = explain_dataset(
+                    model_fn, src, key=jax.random.key(args.seed), store=store, segments=args.segments,
+                    masker=args.masker, method=args.method, n_evals=args.n_evals, outputs=outputs,
+                    batch_size=args.batch_size,
+                    model_batch=args.model_batch or default_model_batch(clf.input_shape),
+                    store_images=not args.no_store_images, overwrite=args.overwrite, input_shape=clf.input_shape,
+                    resize=not args.no_resize, model_name=getattr(clf, "name", None) or str(args.model),
+                    progress=progress, extra_settings={"score": args.score}, tol=tol,
+                    round_evals=getattr(args, "round_evals", None))
         except SettingsMismatch as e:
             msg = str(e).replace("pass overwrite=True to start over, or choose another store",
                                  "pass --overwrite to start over, or choose another --out")
             raise UsageError(f"--out {out}: {msg}") from None
+        except ValueError as e:
+            if tol is None or "tol" not in str(e) and "round_evals" not in str(e):
+                raise
+            raise UsageError(str(e).replace("round_evals=", "--round-evals ").replace("tol=", "--tol ")) from None
         finally:
             if state["bar"] is not None:
                 state["bar"].close()
         res = load_results(store)
         figures = write_figures(res, src, clf, args, out, n=min(args.figures, len(res)))
     seconds = report.seconds
-    evals = report.explained * report.evals_per_image
+    evals = report.evaluations
+    # compilation (tracing, lowering, XLA or the persistent cache) against the steady state, the rest
+    compile_s = min(compile_log.seconds, seconds)
+    steady_s = max(seconds - compile_s, 1e-9)
     s = report.settings
     summary = {"command": args.command_line, "store": STORE_NAME, "n_images": report.total,
                "explained": report.explained, "already_done": report.skipped, "evaluations": evals,
                "seconds": round(seconds, 3), "images_per_second": round(report.images_per_second, 3),
-               "evaluations_per_second": round(evals / max(seconds, 1e-9), 1), "model": s["model"]["name"],
+               "evaluations_per_second": round(evals / max(seconds, 1e-9), 1),
+               "compile_seconds": round(compile_s, 3), "compilations": compile_log.compiles,
+               "compile_cache_hits": compile_log.cache_hits, "steady_seconds": round(steady_s, 3),
+               "steady_images_per_second": round(report.explained / steady_s, 3),
+               "steady_evaluations_per_second": round(evals / steady_s, 1), "model": s["model"]["name"],
                "method": s["method"], "n_evals": s["used_evals"], "n_evals_asked": s["n_evals"],
                "segments": s["segments"], "masker": s["masker"], "score": args.score, "seed": args.seed,
                "class_names": list(clf.class_names), "shapjax_version": s["shapjax_version"],
                "settings": s, "notes": report.notes, "figures": figures,
                "images": _summaries(res, clf, n=min(len(res), max(args.figures, 100)), score=args.score)}
+    if tol is not None:
+        summary.update(_tolerance(res, tol))
     write_json(out / SUMMARY_NAME, summary)
     n = report.total
     resumed = f" ({report.skipped:,} already done)" if report.skipped else ""
-    print(f"{prog}: {n:,} image{'' if n == 1 else 's'}{resumed}, {evals:,} evaluations in {seconds:.1f} s "
-          f"({report.images_per_second:,.1f} images/s, {evals / max(seconds, 1e-9):,.0f} evaluations/s) -> {out}",
-          flush=True)
+    cached = f", {compile_log.cache_hits} from the cache" if compile_log.cache_hits else ""
+    progs = f"{compile_log.compiles} program{'' if compile_log.compiles == 1 else 's'}{cached}"
+    print(f"{prog}: {n:,} image{'' if n == 1 else 's'}{resumed}, {evals:,} evaluations in {seconds:.1f} s: "
+          f"compile {compile_s:.1f} s ({progs}), steady state {steady_s:.1f} s "
+          f"({report.explained / steady_s:,.1f} images/s, {evals / steady_s:,.0f} evaluations/s) -> {out}", flush=True)
+    if tol is not None:
+        t = summary["tolerance"]
+        print(f"{prog}: --tol {tol:g}: {t['evals_per_image']['mean']:,.0f} evaluations per image (min "
+              f"{t['evals_per_image']['min']:,}, max {t['evals_per_image']['max']:,}, cap {args.n_evals:,}); "
+              f"{t['reached']:,} of {t['images']:,} images reached it (largest relative standard error "
+              f"{t['rse_max']:.3g})", flush=True)
     return 0
+
+
+def _tolerance(res, tol: float) -> dict:
+    """The to-tolerance part of ``summary.json``: evaluations each image spent and the errors reached."""
+    done = np.asarray(res.done[...])
+    ev = np.asarray(res.evals[...])[done]
+    rse = np.asarray(res.rse[...])[done]
+    return {"tolerance": {"tol": tol, "images": int(done.sum()), "reached": int(np.sum(rse <= tol)),
+                          "rse_max": float(rse.max()) if rse.size else 0.0,
+                          "evals_per_image": {"mean": float(ev.mean()) if ev.size else 0.0,
+                                              "min": int(ev.min()) if ev.size else 0,
+                                              "max": int(ev.max()) if ev.size else 0},
+                          "evaluations": int(ev.sum())}}
 
 
 def _probs(res, rows, score):

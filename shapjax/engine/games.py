@@ -19,6 +19,7 @@ import numpy as np
 
 from shapjax._util.api import keyword_key
 from shapjax._util.checks import check_output_dtype
+from shapjax._util.precision import floatx
 
 ValueFn = Callable[[jax.Array], jax.Array]
 
@@ -70,25 +71,28 @@ def output_spec(value_fn: ValueFn, n_players: int, batch_size: int):
     return None if len(shape) == 1 else int(shape[1])
 
 
-def evaluate(value_fn: ValueFn, coalitions: jax.Array, *, batch_size: int, unroll: bool = False) -> jax.Array:
+def evaluate(value_fn: ValueFn, coalitions: jax.Array, *, batch_size: int, unroll: bool = False,
+             n_live=None) -> jax.Array:
     """Evaluate ``value_fn`` on ``coalitions [N, M]`` in chunks of ``batch_size`` rows.
 
     The chunks run under ``jax.lax.map`` so the whole evaluation is one
-    compiled loop whose memory is bounded by one chunk.
+    compiled loop whose memory is bounded by one chunk. With ``n_live`` (traced
+    int: only the first ``n_live`` rows matter, a bucketed design) chunks past it
+    are skipped (``lax.cond``) and their rows read 0.
 
     Returns:
-      ``[N, K]`` float32 (a scalar game gets ``K = 1``).
+      ``[N, K]`` float32 (float64 under ``precision="float64"``; a scalar game gets ``K = 1``).
     """
     N, M = coalitions.shape
     bs = int(min(batch_size, max(N, 1)))
 
     def call(z):
-        out = jnp.asarray(value_fn(z), jnp.float32)
+        out = jnp.asarray(value_fn(z), floatx())
         return out[:, None] if out.ndim == 1 else out
 
     if N == 0:
         K = output_spec(value_fn, M, 1) or 1
-        return jnp.zeros((0, K), jnp.float32)
+        return jnp.zeros((0, K), floatx())
     if N <= bs:
         return call(coalitions)
     n_chunks = -(-N // bs)
@@ -96,7 +100,13 @@ def evaluate(value_fn: ValueFn, coalitions: jax.Array, *, batch_size: int, unrol
     z = jnp.concatenate([coalitions, jnp.broadcast_to(coalitions[-1:], (pad, M))]) if pad else coalitions
     if unroll:  # being differentiated: see shapjax._util.chunks.under_autodiff
         return jnp.concatenate([call(z[i * bs:(i + 1) * bs]) for i in range(n_chunks)])[:N]
-    out = jax.lax.map(call, z.reshape(n_chunks, bs, M))
+    if n_live is None:
+        out = jax.lax.map(call, z.reshape(n_chunks, bs, M))
+    else:
+        K = output_spec(value_fn, M, bs) or 1
+        skip = lambda c: jnp.zeros((bs, K), jnp.float32)  # noqa: E731
+        out = jax.lax.map(lambda a: jax.lax.cond(a[1] * bs < n_live, lambda c: call(c), skip, a[0]),
+                          (z.reshape(n_chunks, bs, M), jnp.arange(n_chunks)))
     return out.reshape(n_chunks * bs, -1)[:N]
 
 
@@ -116,6 +126,31 @@ def unanimity_game(members, n_players: int) -> ValueFn:
     t[list(members)] = True
     tj = jnp.asarray(t)
     return lambda z: jnp.all(z | ~tj, axis=-1).astype(jnp.float32)
+
+
+def sum_of_unanimity_game(n_players: int, *, key, n_terms: int = 30, max_order: int = 3, n_outputs: int = 0):
+    """A sum of unanimity games ``v(S) = sum_b c_b [T_b subset S]`` with random ``T_b`` and ``c_b``.
+
+    ``|T_b|`` is uniform on ``1..max_order`` and ``c_b`` standard normal; the Shapley
+    value is ``sum_b c_b / |T_b|`` on the members of ``T_b``. Returns ``(value_fn, phi)``
+    with ``phi [M]`` (``[M, K]`` and ``[N, K]`` values when ``n_outputs > 0``).
+    """
+    M = int(n_players)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().astype(np.uint32))
+    K = max(int(n_outputs), 1)
+    U = np.zeros((int(n_terms), M), bool)
+    for b in range(int(n_terms)):
+        U[b, rng.choice(M, int(rng.integers(1, max_order + 1)), replace=False)] = True
+    c = rng.standard_normal((int(n_terms), K)).astype(np.float32)
+    phi = (U / U.sum(1, keepdims=True)).T.astype(np.float64) @ c.astype(np.float64)  # [M, K]
+    Uj, cj = jnp.asarray(U), jnp.asarray(c)
+
+    def value_fn(z):
+        hit = jnp.all(z[:, None, :] | ~Uj[None], axis=-1).astype(jnp.float32)  # [N, terms]
+        out = hit @ cj
+        return out if n_outputs else out[:, 0]
+
+    return value_fn, (phi if n_outputs else phi[:, 0])
 
 
 def weighted_voting_game(weights, quota: float) -> ValueFn:

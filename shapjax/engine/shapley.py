@@ -1,6 +1,7 @@
 """`shapjax.shapley`: Shapley values of any cooperative game, one compiled program."""
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Any, Callable, Optional
 
@@ -12,9 +13,15 @@ from flax import struct
 from shapjax._util.checks import check_int, check_key, check_memory, is_traced
 from shapjax._util.chunks import under_autodiff
 from shapjax._util.modelfn import join_model, split_model
+from shapjax._util.precision import as_device_arrays, check_precision, floatx, precision_scope
+from shapjax.engine import rounds
 from shapjax.engine.estimators import get_estimator
+from shapjax.engine.estimators import layout as layout_mod
 from shapjax.engine.estimators.partition import Tree, schedule
 from shapjax.engine.games import auto_batch_size, evaluate, output_spec
+
+
+logger = logging.getLogger(__name__)
 
 
 @struct.dataclass
@@ -27,14 +34,20 @@ class ShapleyResult:
       full_value: ``[]`` or ``[K]``, v(all players).
       std: standard errors shaped like ``values`` where the estimator defines
         them, else None.
-      n_evals: game evaluations actually spent (static).
+      n_evals: game evaluations actually spent (static). With ``tol=`` inside your own
+        ``jax.jit`` / ``jax.vmap`` the count is not known when the program is traced: ``n_evals`` is
+        then the most it may spend and ``evals`` holds the count.
       method: the estimator's name (static).
+      evals: with ``tol=``, the evaluations spent (int32 array; None otherwise).
+      rse: with ``tol=``, the relative standard error reached (see :mod:`shapjax.engine.rounds`).
     """
 
     values: jax.Array
     base_value: jax.Array
     full_value: jax.Array
     std: Any
+    evals: Any = None
+    rse: Any = None
     n_evals: int = struct.field(pytree_node=False, default=0)
     method: str = struct.field(pytree_node=False, default="")
 
@@ -90,18 +103,31 @@ def _run_design(est, key, n_players, n_evals, eval_fn, *, solve_active=None):
     return phi, std, V[0], V[1]
 
 
-@partial(jax.jit, static_argnames=("game", "n_players", "method", "n_evals", "batch_size", "ks", "unroll"))
-def _shapley_impl(key, tree, game_data, *, game, n_players, method, n_evals, batch_size, ks, unroll=False):
+@partial(jax.jit, static_argnames=("game", "n_players", "method", "n_evals", "batch_size", "ks", "unroll", "precision",
+                                   "round_evals", "layout_static"))
+def _shapley_impl(key, tree, game_data, tol, layout=None, *, game, n_players, method, n_evals, batch_size, ks,
+                  unroll=False, precision="float32", round_evals=None, layout_static=None):
+    del precision  # a static argument only: float32 and float64 programs are two cache entries (see floatx)
     est = get_estimator(method)
     value_fn = join_model(game, game_data)
     M = n_players
     eval_fn = lambda Z: evaluate(value_fn, Z, batch_size=batch_size, unroll=unroll)  # noqa: E731
     if M == 1:
         V = eval_fn(jnp.array([[False], [True]]))
-        return (V[1] - V[0])[None], None, V[0], V[1]
+        return (V[1] - V[0])[None], None, V[0], V[1], None
+    if tol is not None:  # rounds until the relative standard error is under tol (shapjax.engine.rounds)
+        V = eval_fn(with_ends(jnp.zeros((0, M), bool)))
+        r = rounds.run(est, key=key, n_players=M, round_evals=round_evals, n_evals=n_evals, tol=tol,
+                       eval_rows=lambda Z: eval_fn(Z)[None], v0=V[:1], v1=V[1:2])
+        return r.values[0], r.std[0], V[0], V[1], (r.spent, r.rse)
+    if layout is not None:  # a bucketed design: every budget of the bucket runs this program
+        d = layout_mod.build(M, layout, layout_static, key=key)
+        V = evaluate(value_fn, with_ends(d.coalitions), batch_size=batch_size, n_live=layout.n_live + 2)
+        phi, std = layout_mod.solve(d, V[2:], V[0], V[1], None)
+        return phi, std, V[0], V[1], None
     if est.estimate is not None:
-        return est.estimate(eval_fn, M, n_evals, key=key, tree=tree, ks=ks)
-    return _run_design(est, key, M, n_evals, eval_fn)
+        return (*est.estimate(eval_fn, M, n_evals, key=key, tree=tree, ks=ks), None)
+    return (*_run_design(est, key, M, n_evals, eval_fn), None)
 
 
 def shapley(
@@ -113,6 +139,9 @@ def shapley(
     n_evals: int = 2048,
     batch_size: Optional[int] = None,
     tree: Optional[Tree] = None,
+    precision: str = "float32",
+    tol: Optional[float] = None,
+    round_evals: Optional[int] = None,
 ) -> ShapleyResult:
     """Estimate the Shapley values of a cooperative game.
 
@@ -131,6 +160,23 @@ def shapley(
       batch_size: rows per model call; None picks one.
       tree: for ``"partition"``, a :class:`~shapjax.estimators.partition.Tree`
         (default: recursive halving of the players in index order).
+      precision: ``"float32"`` (default) or ``"float64"``: the dtype of the game values, regression
+        weights and solves. ``"float64"`` runs the program in JAX's x64 mode (enabled for this call
+        only, :mod:`shapjax._util.precision`); full enumeration (``exact``, or ``kernel`` /
+        ``leverage`` with ``n_evals >= 2**M``) then matches the textbook formula to ~1e-12 where
+        float32 stops at ~1e-6 (float32 games are promoted; their values are what they are).
+        Under your own ``jax.jit`` enable ``jax_enable_x64`` globally to keep float64 results.
+      tol: to-tolerance mode: evaluate in rounds of ``round_evals`` (each round the method's own
+        design, with its own key) and stop as soon as the relative standard error
+        ``max_i std_i / max(|v(all) - v(empty)|, ||values||_2)`` (per output, the largest over
+        outputs) is at most ``tol``, or when another round would exceed ``n_evals`` (which becomes
+        the cap). The evaluations spent are ``n_evals`` of the result (and ``evals``), the error
+        reached is ``rse``; a warning is logged when the cap stops it first. Needs a method with
+        standard errors (kernel, leverage, permutation, antithetic, stratified). Works under
+        ``jax.jit`` and ``jax.vmap`` (a ``lax.while_loop``), not under reverse-mode autodiff.
+        Rounds combine as described in :mod:`shapjax.engine.rounds`.
+      round_evals: evaluations per round for ``tol`` (default ``min(n_evals, max(256, 4 x the
+        method's minimum))``).
 
     Returns:
       :class:`ShapleyResult`.
@@ -143,16 +189,34 @@ def shapley(
       [0.0, 1.0, 2.0, 3.0]
     """
     check_key(key)
+    precision = check_precision(precision)
+    # float64: every trace of the game happens in x64 mode (its shape probe too: JAX caches a
+    # NumPy constant converted once in float32 mode and would reuse the float32 copy)
+    with precision_scope(precision):
+        return _shapley(value_fn, n_players, key=key, method=method, n_evals=n_evals, batch_size=batch_size,
+                        tree=tree, precision=precision, tol=tol, round_evals=round_evals)
+
+
+def _shapley(value_fn, n_players, *, key, method, n_evals, batch_size, tree, precision, tol, round_evals):
     M = check_int(n_players, "n_players", 1)
     est = get_estimator(method)
     n_evals = check_int(n_evals, "n_evals", 1)
     check_budget(est, M, n_evals, f"n_players={M}")
+    if tol is not None and M > 1:
+        tol, round_evals = rounds.check_tol(tol, est, M, n_evals, round_evals, players=f"n_players={M}")
+    else:
+        tol, round_evals = None, None
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", 1)
-    bs = batch_size or auto_batch_size(max(n_evals, 2**M if method == "exact" else 0), M)
+    layout, layout_static = None, None
+    if est.layout is not None and M > 1 and tol is None and not under_autodiff(split_model(value_fn, "value_fn")[1]):
+        # the design's length is a bucket of the budget: the budgets of one bucket share one program
+        layout, layout_static = est.layout(M, n_evals, layout_mod.bucket(est.used_evals(M, n_evals) - 2))
+    rows = layout_static.n_rows + 2 if layout is not None else max(n_evals, 2**M if method == "exact" else 0)
+    bs = batch_size or auto_batch_size(rows, M)
     K = output_spec(value_fn, M, min(bs, 8))
     scalar = K is None
-    check_design_memory(est, M, n_evals, n_games=1, n_outputs=K or 1, players=f"n_players={M}")
+    check_design_memory(est, M, round_evals or n_evals, n_games=1, n_outputs=K or 1, players=f"n_players={M}")
     ks = None
     if method == "partition":
         if tree is None:
@@ -162,14 +226,27 @@ def shapley(
         ks = tuple(schedule(M, n_evals, tree=tree))
     used = est.used_evals(M, n_evals, tree=tree) if M > 1 else 2
     game, game_data = split_model(value_fn, "value_fn")  # a game's parameters are data, not constants
-    phi, std, v0, v1 = _shapley_impl(
-        key, tree, game_data, game=game, n_players=M, method=method, n_evals=n_evals, batch_size=bs, ks=ks,
-        unroll=under_autodiff(game_data),
+    game_data = as_device_arrays(game_data, precision)
+    unroll = under_autodiff(game_data)
+    if tol is not None and unroll:
+        raise ValueError("tol= cannot be differentiated in reverse mode (its rounds are a lax.while_loop); "
+                         "differentiate a fixed budget instead (n_evals=..., tol=None)")
+    phi, std, v0, v1, info = _shapley_impl(
+        key, tree, game_data, None if tol is None else jnp.asarray(tol, floatx()), layout, game=game, n_players=M,
+        method=method, n_evals=0 if layout is not None else n_evals, batch_size=bs, ks=ks, unroll=unroll,
+        precision=precision, round_evals=round_evals, layout_static=layout_static,
     )
     if scalar:
         phi, v0, v1 = phi[:, 0], v0[0], v1[0]
         std = None if std is None else std[:, 0]
-    res = ShapleyResult(phi, v0, v1, std, n_evals=int(used), method=method)
+    evals = rse = None
+    if info is not None:
+        evals, rse = info
+        used = n_evals if is_traced(evals) else int(evals)
+        if not is_traced(rse) and float(rse) > tol:
+            logger.warning("tol=%g was not reached within n_evals=%d (method=%r): relative standard error %.3g "
+                           "after %d evaluations; raise n_evals", tol, n_evals, method, float(rse), used)
+    res = ShapleyResult(phi, v0, v1, std, evals, rse, n_evals=int(used), method=method)
     if not is_traced(phi) and not bool(jnp.all(jnp.isfinite(phi))):
         raise_not_finite("value_fn", v0, v1, method, n_evals)
     return res

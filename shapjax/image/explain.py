@@ -6,6 +6,7 @@ shared by the batch so the regression estimators factor their system once.
 """
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Callable, Optional
 
@@ -18,16 +19,29 @@ from shapjax._util.checks import check_images, check_int, check_key, check_outpu
 from shapjax._util.chunks import under_autodiff
 from shapjax._util.modelfn import join_model, split_model
 from shapjax._util.outputs import Outputs, parse_outputs
+from shapjax._util.precision import as_device_arrays, check_precision, floatx, precision_scope
 from shapjax._util.progress import BARS
+from shapjax.engine import rounds
 from shapjax.engine.estimators import get_estimator
+from shapjax.engine.estimators import layout as layout_mod
 from shapjax.engine.estimators.partition import Tree, balanced_tree, schedule
 from shapjax.engine.games import auto_batch_size
 from shapjax.engine.shapley import check_budget, check_design_memory, raise_not_finite, with_ends
+from shapjax.image import controlshap
 from shapjax.image.explanation import Explanation
 from shapjax.image.hierarchy import partition_tree
 from shapjax.image.maskers import Masker
 from shapjax.image.segment import Segmenter, check_segments
 from shapjax.kernels.masking import compose_rows
+
+
+logger = logging.getLogger(__name__)
+
+
+def shapjax_methods():
+    from shapjax.engine.estimators import ESTIMATORS
+
+    return list(ESTIMATORS)
 
 
 def _as_images(images) -> jax.Array:
@@ -58,19 +72,20 @@ def _compose_eval(model_fn, images, repl, seg, out_idx, rows_b, Z):
     r_idx = rows_b if repl.shape[0] > 1 else jnp.zeros_like(rows_b)
     x = compose_rows(images[rows_b], repl[r_idx], seg[rows_b], Z)  # [n, R, H, W, C]
     R = x.shape[1]
-    out = jnp.asarray(model_fn(x.reshape((n * R,) + x.shape[2:])), jnp.float32)
+    out = jnp.asarray(model_fn(x.reshape((n * R,) + x.shape[2:])), floatx())
     out = out.reshape(n, R, -1).mean(1)
     return jnp.take_along_axis(out, out_idx[rows_b], axis=1)
 
 
-def _chunked(fn, n_rows: int, batch_size: int, progress=None, unroll: bool = False):
+def _chunked(fn, n_rows: int, batch_size: int, progress=None, unroll: bool = False, n_live=None):
     """Run ``fn(rows [bs] int) -> [bs, K]`` over ``0..n_rows-1`` in chunks (lax.map).
 
     With ``progress`` (a traced bar token of :mod:`shapjax._util.progress`) a
     ``jax.debug.callback`` reports each finished chunk to
     the host (the only host callback in the engine, off by default). With
     ``unroll`` (explain is being differentiated) the chunks are a straight-line
-    sequence instead of a loop (see :func:`shapjax._util.chunks.under_autodiff`).
+    sequence instead of a loop (see :func:`shapjax._util.chunks.under_autodiff`). With ``n_live``
+    (traced: a bucketed job) only rows ``0..n_live-1`` are computed; chunks past it are skipped.
     """
     bs = min(batch_size, n_rows)
     n_chunks = -(-n_rows // bs)
@@ -82,22 +97,28 @@ def _chunked(fn, n_rows: int, batch_size: int, progress=None, unroll: bool = Fal
             jax.debug.callback(BARS.tick, progress, jnp.minimum(rows[-1] + 1, n_rows) - rows[0] + 0 * out[0, 0].astype(jnp.int32))
             return out
 
-    rows = jnp.minimum(jnp.arange(n_chunks * bs), n_rows - 1).reshape(n_chunks, bs)
+    last = n_rows - 1 if n_live is None else n_live - 1
+    rows = jnp.minimum(jnp.arange(n_chunks * bs), last).reshape(n_chunks, bs)
     if n_chunks == 1:
         return fn(rows[0])[:n_rows]
     if unroll:
         return jnp.concatenate([fn(rows[i]) for i in range(n_chunks)])[:n_rows]
-    out = jax.lax.map(fn, rows)
+    if n_live is not None:  # chunks that start past the live rows are skipped
+        shape = jax.eval_shape(fn, rows[0])
+        skip = lambda r: jnp.zeros(shape.shape, shape.dtype)  # noqa: E731
+        out = jax.lax.map(lambda a: jax.lax.cond(a[1] * bs < n_live, fn, skip, a[0]), (rows, jnp.arange(n_chunks)))
+    else:
+        out = jax.lax.map(fn, rows)
     return out.reshape(n_chunks * bs, -1)[:n_rows]
 
 
 @partial(
     jax.jit,
     static_argnames=("model_fn", "n_segments", "method", "n_evals", "batch_size", "out_mode", "k", "ks", "all_active",
-                     "unroll", "n_classes", "checks"),
+                     "unroll", "n_classes", "checks", "precision", "round_evals", "layout_static"),
 )
-def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, progress, *, n_classes, checks=False,
-                  **static):
+def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, progress, tol=None, *, n_classes,
+                  checks=False, precision="float32", **static):
     """The compiled program: the explanation, guarded against inputs that only a trace can see.
 
     Traced inputs (inside a user's ``jit``) cannot be checked on the host. Here, in the program,
@@ -105,6 +126,7 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
     make every returned value NaN (never a plausible wrong number); with ``checks=True`` they raise
     through :mod:`jax.experimental.checkify` instead (wrap the caller with ``checkify.checkify``).
     """
+    del precision  # static only: a float64 program is its own cache entry (shapjax._util.precision)
     M = static["n_segments"]
     bad_pixels = ~jnp.all(jnp.isfinite(images))
     bad_ids = jnp.any((seg < 0) | (seg >= M))
@@ -115,16 +137,22 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
         checkify.check(~bad_pixels, "images: NaN or infinite pixel values")
         checkify.check(~bad_ids, f"segments: ids outside 0..n_segments-1 = 0..{M - 1}")
         checkify.check(~bad_out, f"outputs: class indexes outside 0..{n_classes - 1}")
-    out = _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, progress, **static)
+    out = _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, progress, tol=tol, **static)
     bad = bad_pixels | bad_ids | bad_out
     poison = lambda a: None if a is None else jnp.where(bad, jnp.nan, a)  # noqa: E731
-    phi, std, v0, v1, idx = out
-    return poison(phi), poison(std), poison(v0), poison(v1), idx
+    phi, std, v0, v1, idx, info = out
+    info = None if info is None else (info[0], poison(info[1]))
+    return poison(phi), poison(std), poison(v0), poison(v1), idx, info
 
 
 def _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, progress, *, model_fn, n_segments,
-                  method, n_evals, batch_size, out_mode, k, ks, all_active, unroll=False):
-    est = get_estimator(method)
+                  method, n_evals, batch_size, out_mode, k, ks, all_active, unroll=False, tol=None, round_evals=None,
+                  layout=None, b_live=None, layout_static=None):
+    """The explanation program (``method`` may be a ControlSHAP name, :mod:`shapjax.image.controlshap`); returns ``(values, std, base, full, output_indexes, info)`` where
+    ``info`` is None, or ``(evaluations spent, relative standard error)`` with ``tol`` (then
+    ``round_evals`` is set and the rounds of :mod:`shapjax.engine.rounds` run)."""
+    base, control = controlshap.base_method(method)
+    est = get_estimator(base)
     model_fn = join_model(model_fn, model_tree)
     M = n_segments
     B = images.shape[0]
@@ -152,24 +180,52 @@ def _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, 
             return phi, v0, v1
 
         phi, v0, v1 = jax.vmap(one)(jnp.arange(B), trees)
-        return phi, None, v0, v1, out_idx
+        return phi, None, v0, v1, out_idx, None
 
-    d = est.design(M, n_evals, key=key)
-    Z = with_ends(d.coalitions)
-    N = Z.shape[0]
-    fn = lambda rows: _compose_eval(model_fn, images, repl, seg, out_idx, rows // N, Z[rows % N])  # noqa: E731
-    V = _chunked(fn, B * N, batch_size, progress, unroll).reshape(B, N, -1)
+    if tol is not None:  # rounds of one shared design each until the relative standard error is under tol
+        def eval_rows(Zr):
+            n = Zr.shape[0]
+            fn = lambda rows: _compose_eval(  # noqa: E731
+                model_fn, images, repl, seg, out_idx, rows // n, Zr[rows % n])
+            return _chunked(fn, B * n, batch_size, progress, unroll).reshape(B, n, -1)
+
+        E = eval_rows(with_ends(jnp.zeros((0, M), bool)))
+        r = rounds.run(est, key=key, n_players=M, round_evals=round_evals, n_evals=n_evals, tol=tol,
+                       eval_rows=eval_rows, v0=E[:, 0], v1=E[:, 1], active=None if all_active else active)
+        return r.values, r.std, E[:, 0], E[:, 1], out_idx, (r.spent, r.rse)
+
+    if layout is not None:  # bucketed: live rows q = b * N_live + n of the first b_live images, the rest skipped
+        d = layout_mod.build(M, layout, layout_static, key=key)
+        solve = layout_mod.solve
+        Z = with_ends(d.coalitions)
+        N, n_live = Z.shape[0], layout.n_live + 2
+        fn = lambda q: _compose_eval(model_fn, images, repl, seg, out_idx, q // n_live, Z[q % n_live])  # noqa: E731
+        out = _chunked(fn, B * N, batch_size, progress, unroll, n_live=b_live * n_live)
+        q = jnp.arange(B * N)
+        dest = jnp.where(q < b_live * n_live, (q // n_live) * N + q % n_live, B * N)
+        V = jnp.zeros_like(out).at[dest].set(out, mode="drop").reshape(B, N, -1)
+    else:
+        d = est.design(M, n_evals, key=key)
+        solve = est.solve
+        Z = with_ends(d.coalitions)
+        N = Z.shape[0]
+        fn = lambda rows: _compose_eval(model_fn, images, repl, seg, out_idx, rows // N, Z[rows % N])  # noqa: E731
+        V = _chunked(fn, B * N, batch_size, progress, unroll).reshape(B, N, -1)
+        if control:  # control variates from the model's own gradient and Hessian (shapjax.image.controlshap)
+            h0, G, H = controlshap.taylor(model_fn, images, repl, seg, out_idx, n_segments=M)
+            phi, std = controlshap.estimate(est, d, V, h0, G, H, None if all_active else active, rounds.solve_games)
+            return phi, std, V[:, 0], V[:, 1], out_idx, None
     if all_active:
         # One design shared by the whole batch: for the regression methods the
         # Gram matrix is factored once with B*K right-hand sides.
         K = V.shape[-1]
         Vf = jnp.moveaxis(V, 0, 1).reshape(N, B * K)
-        phi, std = est.solve(d, Vf[2:], Vf[0], Vf[1], None)
+        phi, std = solve(d, Vf[2:], Vf[0], Vf[1], None)
         phi = jnp.moveaxis(phi.reshape(M, B, K), 1, 0)
         std = None if std is None else jnp.moveaxis(std.reshape(M, B, K), 1, 0)
     else:
-        phi, std = jax.vmap(lambda y, a, b, act: est.solve(d, y, a, b, act))(V[:, 2:], V[:, 0], V[:, 1], active)
-    return phi, std, V[:, 0], V[:, 1], out_idx
+        phi, std = jax.vmap(lambda y, a, b, act: solve(d, y, a, b, act))(V[:, 2:], V[:, 0], V[:, 1], active)
+    return phi, std, V[:, 0], V[:, 1], out_idx, None
 
 
 def _throw(err_and_out):
@@ -199,6 +255,9 @@ def explain(
     progress: bool = False,
     checks: bool = False,
     check_result: bool = True,
+    precision: str = "float32",
+    tol: Optional[float] = None,
+    round_evals: Optional[int] = None,
 ) -> Explanation:
     """Explain an image classifier's outputs with Shapley values of image segments.
 
@@ -221,7 +280,10 @@ def explain(
         the R backgrounds, so one coalition costs R model evaluations.
       method: ``"kernel"``, ``"leverage"``, ``"exact"``, ``"permutation"``,
         ``"antithetic"``, ``"stratified"``, ``"partition"`` (Owen values over
-        a spatial hierarchy of the segments), ``"lime"`` or ``"occlusion"``.
+        a spatial hierarchy of the segments), ``"lime"`` or ``"occlusion"``; or
+        ``"controlshap"`` (permutation sampling) / ``"controlshap-stratified"``: the sampler with
+        a control variate from the model's own gradient and Hessian
+        (:mod:`shapjax.image.controlshap`; needs a model JAX can differentiate twice).
       n_evals: coalitions evaluated per image (empty and full included).
       outputs: None (every output), an int (that class for every image), a list
         of K ints (those classes for every image), an int array ``[B, K]`` (per
@@ -243,6 +305,18 @@ def explain(
         when you want it.
       progress: show a progress bar over the evaluated chunks (tqdm; adds a
         host callback per chunk, so leave it off inside your own ``jit``).
+      precision: ``"float32"`` (default) or ``"float64"``: the dtype of the game values (the model's
+        outputs, promoted), the regression weights and the solves; the model itself runs on the
+        float32 images as always. ``"float64"`` compiles the program in JAX's x64 mode for this call
+        (see :func:`shapjax.shapley`): full enumeration is then exact to ~1e-12 for the model's outputs.
+      tol: to-tolerance mode (as :func:`shapjax.shapley`): rounds of ``round_evals`` coalitions per image,
+        one design shared by the batch each round, until the relative standard error
+        ``max_i std_i / max(|full - base|, ||values||_2)`` of *every* image and output is at most
+        ``tol``, or another round would exceed ``n_evals`` per image (the cap). ``n_evals`` of the
+        result is what each image spent (``evals`` too, also under your ``jax.jit``), ``rse`` the error
+        reached. Needs kernel, leverage, permutation, antithetic or stratified.
+      round_evals: coalitions per round and image for ``tol`` (default ``min(n_evals, max(256, 4 x the
+        method's minimum))``).
 
     Returns:
       :class:`Explanation`.
@@ -261,9 +335,26 @@ def explain(
         raise ValueError("method='amortized' (a trained explainer) is served by shapjax.explain or "
                          "shapjax.amortized.explain, not shapjax.image.explain")
     check_key(key)
+    precision = check_precision(precision)
+    kwargs = dict(key=key, segments=segments, masker=masker, method=method, n_evals=n_evals, outputs=outputs,
+                  batch_size=batch_size, n_segments=n_segments, progress=progress, checks=checks,
+                  check_result=check_result, precision=precision, tol=tol, round_evals=round_evals)
+    with precision_scope(precision):  # every trace of the model in the chosen precision (see shapley)
+        return _explain(model_fn, images, **kwargs)
+
+
+def _explain(model_fn, images, *, key, segments, masker, method, n_evals, outputs, batch_size, n_segments, progress,
+             checks, check_result, precision, tol, round_evals) -> Explanation:
     images = _as_images(images)
     B, H, W, C = images.shape
-    est = get_estimator(method)
+    base, control = controlshap.base_method(method)
+    try:
+        est = get_estimator(base)
+    except ValueError:
+        raise ValueError(f"method={method!r} is not known; valid methods: "
+                         f"{', '.join(sorted([*shapjax_methods(), *controlshap.METHODS]))}") from None
+    if control and tol is not None:
+        raise ValueError(f"method={method!r} does not combine with tol= (yet); use tol with {base!r}")
     n_evals = check_int(n_evals, "n_evals", 1)
     if not isinstance(masker, Masker):
         raise TypeError(f"masker must be a masker from shapjax.maskers (constant, blur, segment_mean, background); got {type(masker).__name__}")
@@ -278,15 +369,28 @@ def explain(
         seg_arr = segments
     seg, M = check_segments(seg_arr, images, n_segments=n_segments)
     check_budget(est, M, n_evals, f"{M} segments")
+    if tol is not None:
+        tol, round_evals = rounds.check_tol(tol, est, M, n_evals, round_evals, players=f"{M} segments")
+    else:
+        round_evals = None
     static_fn, model_tree = split_model(model_fn)
+    model_tree = as_device_arrays(model_tree, precision)
     n_classes = _model_classes(static_fn, model_tree, H, W, C)
     out_mode, k, out_idx = parse_outputs(outputs, n_classes=n_classes, batch=B)
     if M > 1:
-        check_design_memory(est, M, n_evals, n_games=B, n_outputs=k, players=f"{M} segments")
+        check_design_memory(est, M, round_evals or n_evals, n_games=B, n_outputs=k, players=f"{M} segments")
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", 1)
     R = masker.n_replacements()
     rows = B * (2**M if method == "exact" else n_evals)
+    layout, layout_static, B_run = None, None, B
+    if est.layout is not None and M > 1 and tol is None and not control and not is_traced(images) and \
+            not under_autodiff(model_tree, images):
+        # budgets and batch sizes bucketed (four shapes per octave): one compiled program per bucket, the
+        # extra rows and images skipped in the program (shapjax.engine.estimators.layout)
+        layout, layout_static = est.layout(M, n_evals, layout_mod.bucket(est.used_evals(M, n_evals) - 2))
+        B_run = layout_mod.bucket(B)
+        rows = B_run * (layout_static.n_rows + 2)
     # batch_size=None: chosen from the model by a short cached probe for big jobs (shapjax._util.autobatch)
     bs = batch_size or choose_batch_size(static_fn, model_tree, (H, W, C), rows=rows, n_replacements=R,
                                          fallback=auto_batch_size(rows, H * W * C * R))
@@ -312,10 +416,22 @@ def explain(
     if M == 1:
         raise ValueError("segments define a single segment: at least 2 players are needed to explain anything")
     progress = bool(progress) and not is_traced(images)
-    run = partial(_explain_impl, key, images, jnp.asarray(seg), masker, out_idx, active, trees, model_tree,
-                  model_fn=static_fn, n_segments=M, method=method, n_evals=n_evals, batch_size=bs,
-                  out_mode=out_mode, k=k, ks=ks, all_active=all_active,
-                  unroll=under_autodiff(model_tree, images), n_classes=n_classes, checks=bool(checks))
+    unroll = under_autodiff(model_tree, images)
+    if tol is not None and unroll:
+        raise ValueError("tol= cannot be differentiated in reverse mode (its rounds are a lax.while_loop); "
+                         "differentiate a fixed budget instead (n_evals=..., tol=None)")
+    tol_arg = None if tol is None else jnp.asarray(tol, floatx())  # traced: a new tol does not recompile
+    run_images, run_seg, run_out, run_active, extra = images, jnp.asarray(seg), out_idx, active, {}
+    if layout is not None:
+        if B_run > B:  # copies of the last image fill the bucket; the program skips them
+            pad = lambda a: None if a is None else jnp.concatenate([a, jnp.repeat(a[-1:], B_run - B, axis=0)])  # noqa: E731
+            run_images, run_seg, run_out, run_active = pad(images), pad(run_seg), pad(out_idx), pad(active)
+        extra = dict(layout=layout, b_live=jnp.int32(B), layout_static=layout_static)
+    run = lambda token: _explain_impl(  # noqa: E731
+        key, run_images, run_seg, masker, run_out, run_active, trees, model_tree, token, tol_arg,
+        model_fn=static_fn, n_segments=M, method=method, n_evals=0 if layout is not None else n_evals,
+        batch_size=bs, out_mode=out_mode, k=k, ks=ks, all_active=all_active, unroll=unroll, n_classes=n_classes,
+        checks=bool(checks), precision=precision, round_evals=round_evals, **extra)
     if checks and not is_traced(images) and not is_traced(model_tree) and not is_traced(seg):
         from jax.experimental import checkify
 
@@ -323,14 +439,24 @@ def explain(
         run = lambda token: _throw(checkify.checkify(inner)(token))  # noqa: E731
     if progress:
         with BARS.open(total=B * used, desc=f"explain ({method})") as token:
-            phi, std, v0, v1, out_idx = jax.block_until_ready(run(jnp.int32(token)))
+            phi, std, v0, v1, out_idx, info = jax.block_until_ready(run(jnp.int32(token)))
     else:
-        phi, std, v0, v1, out_idx = run(None)
+        phi, std, v0, v1, out_idx, info = run(None)
+    if B_run > B:
+        phi, std, v0, v1, out_idx = (None if a is None else a[:B] for a in (phi, std, v0, v1, out_idx))
     if check_result and not is_traced(phi) and not bool(jnp.all(jnp.isfinite(phi))):
         raise_not_finite("model_fn", v0, v1, method, n_evals)
+    evals = rse = None
+    if info is not None:
+        evals, rse = info
+        used = n_evals if is_traced(evals) else int(evals)
+        if not is_traced(rse) and float(rse) > tol:
+            logger.warning("tol=%g was not reached within n_evals=%d per image (method=%r): relative standard "
+                           "error %.3g after %d evaluations per image; raise n_evals", tol, n_evals, method,
+                           float(rse), used)
     return Explanation(
         values=phi, base_values=v0, full_values=v1, std=std, segments=jnp.asarray(seg), images=images,
-        output_indexes=out_idx, method=method, masker=masker.describe(), n_evals=int(used),
+        output_indexes=out_idx, evals=evals, rse=rse, method=method, masker=masker.describe(), n_evals=int(used),
     )
 
 
@@ -338,7 +464,7 @@ def explain(
 
 
 def explain_one_image(image, seg, masker, out_idx, active, tree, model_tree, *, key, model_fn, n_segments, method,
-                      n_evals, batch_size, out_mode, k, ks):
+                      n_evals, batch_size, out_mode, k, ks, tol=None, round_evals=None):
     """The compiled core of :func:`explain` for ONE image with its own key (traceable, no checks).
 
     For :mod:`shapjax.pipeline`, which maps it over the images of a batch
@@ -348,12 +474,13 @@ def explain_one_image(image, seg, masker, out_idx, active, tree, model_tree, *, 
     without the batch axis: ``image [H, W, C]``, ``seg [H, W]``, ``out_idx [K]``
     (or None), ``active [M]`` bool (None: every segment is used), ``tree`` one
     partition :class:`Tree` (or None). Returns ``(values [M, K], std [M, K] |
-    None, base [K], full [K], output_indexes [K])``.
+    None, base [K], full [K], output_indexes [K], info)`` where ``info`` is None, or with ``tol``
+    (and ``round_evals``) the image's ``(evaluations spent, relative standard error)``.
     """
     one = lambda a: None if a is None else a[None]  # noqa: E731
-    phi, std, v0, v1, idx = _explain_core(  # the pipeline checks its (concrete) inputs on the host
+    phi, std, v0, v1, idx, info = _explain_core(  # the pipeline checks its (concrete) inputs on the host
         key, image[None], seg[None], masker, one(out_idx), one(active),
         None if tree is None else Tree(*(a[None] for a in tree)), model_tree, None, model_fn=model_fn,
         n_segments=n_segments, method=method, n_evals=n_evals, batch_size=batch_size, out_mode=out_mode, k=k, ks=ks,
-        all_active=active is None)
-    return phi[0], None if std is None else std[0], v0[0], v1[0], idx[0]
+        all_active=active is None, tol=tol, round_evals=round_evals)
+    return phi[0], None if std is None else std[0], v0[0], v1[0], idx[0], info

@@ -23,7 +23,10 @@ class Explanation:
       output_indexes: ``[B, K]`` int, which model output each column explains.
       method: name of the method (static).
       masker: description of what an absent segment became (static).
-      n_evals: game evaluations (coalitions) spent per image (static).
+      n_evals: game evaluations (coalitions) spent per image (static; with ``tol=`` under your own
+        ``jax.jit`` the cap, and ``evals`` holds the count).
+      evals: with ``tol=``, the evaluations spent per image (int32 array); None otherwise.
+      rse: with ``tol=``, the relative standard error reached (the largest over images and outputs).
     """
 
     values: jax.Array
@@ -33,6 +36,8 @@ class Explanation:
     segments: jax.Array
     images: jax.Array
     output_indexes: jax.Array
+    evals: Any = None
+    rse: Any = None
     method: str = struct.field(pytree_node=False, default="")
     masker: str = struct.field(pytree_node=False, default="")
     n_evals: int = struct.field(pytree_node=False, default=0)

@@ -51,9 +51,10 @@ class Report(NamedTuple):
     done: int            # done in the store when this process finished
     seconds: float
     images_per_second: float
-    evals_per_image: int
+    evals_per_image: int  # with tol: the mean over the images explained in this run (rounded)
     settings: dict
     notes: list          # warnings said during the run (conversions, budgets, segment counts)
+    evaluations: int = 0  # model evaluations (coalitions) spent by this process in this run
 
 
 # --------------------------------------------------------------------------- helpers
@@ -157,6 +158,8 @@ def explain_dataset(
     mode: Optional[str] = None,
     progress: Optional[Callable[[Progress], None]] = None,
     extra_settings: Optional[dict] = None,
+    tol: Optional[float] = None,
+    round_evals: Optional[int] = None,
 ) -> Report:
     """Explain every image of a data source and write the results to a resumable on-disk store.
 
@@ -209,6 +212,9 @@ def explain_dataset(
         (different compiled programs); within one mode they do not depend on batch size or device count.
       progress: called with a :class:`Progress` after every written batch.
       extra_settings: more settings to record and compare on resume (e.g. the CLI's ``score``).
+      tol, round_evals: the to-tolerance mode of :func:`shapjax.explain`, per image: each image runs
+        rounds until its relative standard error is at most ``tol`` (``n_evals`` is the cap); the
+        store then also holds ``evals [N]`` (evaluations each image spent) and ``rse [N]``.
 
     Returns:
       :class:`Report`; the results are read with :func:`shapjax.load_results`.
@@ -272,6 +278,12 @@ def explain_dataset(
                         f"{type(masker).__name__}")
     masker.check(np.zeros((1, *shape), np.float32))
     check_budget(est, M, n_evals, f"{M} segments")
+    if tol is not None:
+        from shapjax.engine.rounds import check_tol
+
+        tol, round_evals = check_tol(tol, est, M, n_evals, round_evals, players=f"{M} segments")
+    else:
+        round_evals = None
     spec = parse_outputs(outputs, n_classes=n_classes, batch=N)
     per_image_outputs = spec.mode == "given" and np.asarray(outputs).ndim == 2
 
@@ -281,10 +293,10 @@ def explain_dataset(
     static_fn, model_tree = pg.split_model(model)
     plan = pg.make_plan(static_fn, n_segments=M, method=method, n_evals=n_evals, out_mode=spec.mode, k=spec.k,
                         pixels=int(np.prod(shape)), n_replacements=masker.n_replacements(), batch_size=model_batch,
-                        masked=grid is None)
+                        masked=grid is None, tol=tol, round_evals=round_evals)
     B = batch_size or 8 * D
     B = int(math.ceil(B / (D * plan.group)) * D * plan.group)  # every device gets whole groups
-    if plan.used_evals != n_evals:
+    if plan.used_evals != n_evals and tol is None:
         _say(notes, f"n_evals: method={method!r} spends {plan.used_evals} of the {n_evals} evaluations asked per "
                     f"image with {M} segments" + (" (its schedule expands whole tree levels)"
                                                   if method == "partition" else ""))
@@ -301,10 +313,12 @@ def explain_dataset(
         "resize": bool(resize), "store_images": bool(store_images),
         "shapjax_version": _version(), **(extra_settings or {}),
     }
+    if tol is not None:  # only then: stores of fixed-budget runs keep their settings
+        settings.update(tol=tol, round_evals=round_evals)
     store_path = Path(store)
     st = _open_store(store_path, settings=settings, overwrite=overwrite, pid=pid, P=P, n=N, M=M, k=spec.k,
                      shape=shape, n_classes=n_classes, has_std=has_std, grid=grid, store_images=store_images,
-                     chunk=chunk or max(1, min(64, N // 8)))
+                     chunk=chunk or max(1, min(64, N // 8)), has_evals=tol is not None)
     todo = st.pending(pid, P)
     skipped = len(st.owned(pid, P)) - len(todo)
     if skipped:
@@ -366,7 +380,9 @@ def explain_dataset(
         b = len(idx)
         if isinstance(out, list):  # dispatch mode: one result per image
             out = [None if f[0] is None else np.stack([np.asarray(a) for a in f]) for f in zip(*out)]
-        phi, std, v0, v1, oi, logits = (None if a is None else np.asarray(a)[:b] for a in out)
+        phi, std, v0, v1, oi, logits, *info = (None if a is None else np.asarray(a)[:b] for a in out)
+        ev, rse = info if info else (np.full(b, plan.used_evals, np.int64), None)
+        spent[0] += int(np.sum(ev))
         if not (np.isfinite(phi).all() and np.isfinite(v0).all() and np.isfinite(v1).all()):
             bad = idx[~(np.isfinite(phi).all((1, 2)) & np.isfinite(v0).all(1) & np.isfinite(v1).all(1))]
             raise ValueError(f"model returned NaN or infinite values (or method={method!r} is singular with "
@@ -374,12 +390,13 @@ def explain_dataset(
         st.write(idx, dict(values=phi, std=std, base_values=v0, full_values=v1, output_indexes=oi,
                            model_outputs=logits, segments=seg, n_segments=n_used,
                            images=batch.images if store_images else None, ids=np.asarray(batch.ids, dtype=object),
-                           labels=batch.labels))
+                           labels=batch.labels, evals=ev if info else None, rse=rse))
 
     # ---- stream: read+segment the next batch while the device explains this one, write the last one
     t0, explained, done0 = time.perf_counter(), 0, st.n - len(st.pending(0, 1))
     batches = [todo[i:i + B] for i in range(0, len(todo), B)]
     reported = set()
+    spent = [0]
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="shapjax-read") as pool:
         nxt = pool.submit(prepare, batches[0]) if batches else None
         inflight = None
@@ -394,23 +411,24 @@ def explain_dataset(
             if inflight is not None:
                 write(*inflight)
                 explained += len(inflight[0][0])
-                _tick(progress, done0 + explained, N, explained, len(todo), t0, plan.used_evals)
+                _tick(progress, done0 + explained, N, explained, len(todo), t0, spent[0])
             inflight = cur
         if inflight is not None:
             write(*inflight)
             explained += len(inflight[0][0])
-            _tick(progress, done0 + explained, N, explained, len(todo), t0, plan.used_evals)
+            _tick(progress, done0 + explained, N, explained, len(todo), t0, spent[0])
     seconds = time.perf_counter() - t0
     done = int(st.done_mask().sum())
     return Report(store=store_path, total=N, explained=explained, skipped=skipped, done=done, seconds=seconds,
-                  images_per_second=explained / seconds if seconds > 0 else 0.0, evals_per_image=plan.used_evals,
-                  settings=st.settings, notes=notes)
+                  images_per_second=explained / seconds if seconds > 0 else 0.0,
+                  evals_per_image=plan.used_evals if tol is None else int(round(spent[0] / max(explained, 1))),
+                  settings=st.settings, notes=notes, evaluations=spent[0])
 
 
-def _tick(progress, done, total, explained, todo, t0, used):
+def _tick(progress, done, total, explained, todo, t0, spent):
     if progress is not None:
         progress(Progress(done=done, total=total, explained=explained, todo=todo,
-                          seconds=time.perf_counter() - t0, evals=explained * used))
+                          seconds=time.perf_counter() - t0, evals=spent))
 
 
 def _version() -> str:
@@ -437,7 +455,7 @@ def _has_std(plan, shape, masker, model_tree, spec) -> bool:
         lambda k, x, s, o, a: explain_one_image(x, s, masker, o, a, tree, model_tree, key=k, model_fn=plan.model_fn,
                                                 n_segments=M, method=plan.method, n_evals=plan.n_evals,
                                                 batch_size=plan.batch_size, out_mode=plan.out_mode, k=plan.k,
-                                                ks=plan.ks),
+                                                ks=plan.ks, tol=plan.tol, round_evals=plan.round_evals),
         jax.random.key(0), f32(H, W, C), jax.ShapeDtypeStruct((H, W), jnp.int32),
         None if spec.mode != "given" else jax.ShapeDtypeStruct((spec.k,), jnp.int32),
         jax.ShapeDtypeStruct((M,), jnp.bool_) if plan.masked else None)
@@ -448,7 +466,7 @@ _BARRIERS = [0]
 
 
 def _open_store(path: Path, *, settings, overwrite, pid, P, n, M, k, shape, n_classes, has_std, grid,
-                store_images, chunk) -> ResultStore:
+                store_images, chunk, has_evals=False) -> ResultStore:
     """Process 0 creates (or checks) the store; then every process opens and checks it."""
     _BARRIERS[0] += 1
     name = f"shapjax-store-{_BARRIERS[0]}"
@@ -458,7 +476,8 @@ def _open_store(path: Path, *, settings, overwrite, pid, P, n, M, k, shape, n_cl
             if overwrite or not path.exists() or (path.is_dir() and not any(path.iterdir())):
                 ResultStore.create(path, settings=settings, n=n, n_segments=M, k=k, image_shape=shape,
                                    n_classes=n_classes, has_std=has_std, grid_segments=grid,
-                                   store_images=store_images, chunk=chunk, overwrite=overwrite or path.exists())
+                                   store_images=store_images, chunk=chunk, overwrite=overwrite or path.exists(),
+                                   has_evals=has_evals)
             elif not is_store(path):
                 raise ValueError(f"store: {path} exists and is not a shapjax results store (choose another path)")
             else:

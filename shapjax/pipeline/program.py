@@ -55,6 +55,9 @@ class Plan:
       out_mode, k: parsed ``outputs`` (``"all"``, ``"given"``, ``"top"``) and K.
       ks: partition schedule (None for other methods).
       masked: pass per-image ``active [M]`` masks (superpixels may leave ids unused).
+      tol, round_evals: the to-tolerance mode of :func:`shapjax.explain` (None: a fixed budget); each
+        image runs its own rounds, so ``n_evals`` is then the cap and the program also returns the
+        evaluations each image spent and its relative standard error.
       group: images explained together (``vmap``) per step of the device's ``lax.map``, so a model call
         holds about ``batch_size`` composed images when ``n_evals < batch_size``; the local batch is always
         a multiple of it, so every image is computed in a group of the same shape whatever the batch size
@@ -72,6 +75,8 @@ class Plan:
     ks: Optional[tuple]
     masked: bool
     group: int = 1
+    tol: Optional[float] = None
+    round_evals: Optional[int] = None
 
     @property
     def partition(self) -> bool:
@@ -79,16 +84,23 @@ class Plan:
 
 
 def make_plan(model_tree_fn, *, n_segments: int, method: str, n_evals: int, out_mode: str, k: int,
-              pixels: int, n_replacements: int, batch_size: Optional[int], masked: bool) -> Plan:
+              pixels: int, n_replacements: int, batch_size: Optional[int], masked: bool, tol: Optional[float] = None,
+              round_evals: Optional[int] = None) -> Plan:
     est = get_estimator(method)
     M = int(n_segments)
-    rows = 2**M if method == "exact" else n_evals
+    rows = 2**M if method == "exact" else (round_evals or n_evals)
     bs = batch_size or auto_batch_size(rows, pixels * n_replacements)
     ks = tuple(schedule(M, n_evals, tree=balanced_tree(M))) if method == "partition" else None
-    used = est.used_evals(M, n_evals, tree=None)
+    used = n_evals if tol is not None else est.used_evals(M, n_evals, tree=None)  # tol: the cap
     group = max(1, int(bs) // max(1, rows if method != "partition" else int(bs)))
     return Plan(model_tree_fn, M, method, int(n_evals), int(used), int(bs), out_mode, int(k), ks, bool(masked),
-                group)
+                group, tol, round_evals)
+
+
+def _static(plan: Plan) -> dict:
+    return dict(model_fn=plan.model_fn, n_segments=plan.n_segments, method=plan.method, n_evals=plan.n_evals,
+                batch_size=plan.batch_size, out_mode=plan.out_mode, k=plan.k, ks=plan.ks, tol=plan.tol,
+                round_evals=plan.round_evals)
 
 
 def trees_of(seg: np.ndarray, M: int) -> Tree:
@@ -99,8 +111,7 @@ def trees_of(seg: np.ndarray, M: int) -> Tree:
 
 def _local_program(plan: Plan):
     def local(keys, images, seg, out_idx, active, trees, masker, model_tree):
-        static = dict(model_fn=plan.model_fn, n_segments=plan.n_segments, method=plan.method, n_evals=plan.n_evals,
-                      batch_size=plan.batch_size, out_mode=plan.out_mode, k=plan.k, ks=plan.ks)
+        static = _static(plan)
         mf = join_model(plan.model_fn, model_tree)
 
         def one(a):
@@ -109,11 +120,11 @@ def _local_program(plan: Plan):
 
         xs = (keys, images, seg, out_idx, active, trees)
         if plan.group == 1:
-            phi, std, v0, v1, idx = jax.lax.map(one, xs)
+            phi, std, v0, v1, idx, info = jax.lax.map(one, xs)
         else:  # groups of `group` images per step (the local batch is a multiple of it: no remainder)
-            phi, std, v0, v1, idx = jax.lax.map(one, xs, batch_size=plan.group)
+            phi, std, v0, v1, idx, info = jax.lax.map(one, xs, batch_size=plan.group)
         logits = jnp.asarray(mf(images), jnp.float32)  # the unmasked outputs, every class
-        return phi, std, v0, v1, idx, logits
+        return (phi, std, v0, v1, idx, logits) + (() if info is None else tuple(info))
 
     return local
 
@@ -126,7 +137,8 @@ def program(plan: Plan, mesh: Mesh):
 
     Call it as ``program(keys [B], images [B,H,W,C], seg [B,H,W], out_idx [B,K] | None, active [B,M] | None,
     trees | None, masker, model_tree)`` with B a multiple of the mesh size; returns
-    ``(values [B,M,K], std [B,M,K] | None, base [B,K], full [B,K], output_indexes [B,K], logits [B,n_classes])``.
+    ``(values [B,M,K], std [B,M,K] | None, base [B,K], full [B,K], output_indexes [B,K], logits [B,n_classes])``,
+    then with ``plan.tol`` the evaluations spent ``[B]`` and relative standard errors ``[B]``.
     """
     key = (plan, tuple(mesh.devices.flat), mesh.axis_names)
     if key not in _PROGRAMS:
@@ -150,13 +162,12 @@ def one_image_program(plan: Plan):
     the same within the noise).
     """
     if plan not in _ONE:
-        static = dict(model_fn=plan.model_fn, n_segments=plan.n_segments, method=plan.method, n_evals=plan.n_evals,
-                      batch_size=plan.batch_size, out_mode=plan.out_mode, k=plan.k, ks=plan.ks)
+        static = _static(plan)
 
         def one(k, x, s, o, act, t, masker, model_tree):
             mf = join_model(plan.model_fn, model_tree)
-            out = explain_one_image(x, s, masker, o, act, t, model_tree, key=k, **static)
-            return (*out, jnp.asarray(mf(x[None]), jnp.float32)[0])
+            *out, info = explain_one_image(x, s, masker, o, act, t, model_tree, key=k, **static)
+            return (*out, jnp.asarray(mf(x[None]), jnp.float32)[0]) + (() if info is None else tuple(info))
 
         _ONE[plan] = jax.jit(one)
     return _ONE[plan]

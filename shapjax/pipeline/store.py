@@ -11,6 +11,8 @@ Layout of ``PATH`` (a zarr v3 group; every array chunked along the image axis,
     model_outputs   [N, C]    float32   the model's outputs on the unmasked image (every class)
     segments        [N, H, W] int32     per image (superpixels), or [H, W] once (a grid)
     n_segments      [N]       int32     segments the image really uses (<= M)
+    evals           [N]       int32     evaluations the image spent (only with tol=: to-tolerance runs)
+    rse             [N]       float32   relative standard error it reached (only with tol=)
     images          [N, H, W, C] float32  the explained images (only with store_images=True)
     ids             [N]       str       file path / dataset index of each image
     labels          [N]       int32     ground-truth label (-1 unknown)
@@ -43,7 +45,7 @@ log = logging.getLogger(__name__)
 FORMAT = "shapjax.results/1"
 #: fields with a row per image, in write order (done is always last)
 ROW_FIELDS = ("values", "std", "base_values", "full_values", "output_indexes", "model_outputs", "segments",
-              "n_segments", "images", "ids", "labels")
+              "n_segments", "evals", "rse", "images", "ids", "labels")
 
 
 def _zarr():
@@ -103,7 +105,7 @@ class ResultStore:
     @classmethod
     def create(cls, path, *, settings: dict, n: int, n_segments: int, k: int, image_shape, n_classes: int,
                has_std: bool, grid_segments: Optional[np.ndarray], store_images: bool, chunk: int,
-               overwrite: bool = False) -> "ResultStore":
+               overwrite: bool = False, has_evals: bool = False) -> "ResultStore":
         """A new empty store (``overwrite=True`` removes an existing one first)."""
         zarr = _zarr()
         path = Path(path)
@@ -133,6 +135,9 @@ class ResultStore:
             a = g.create_array("segments", shape=(H, W), chunks=(H, W), dtype="int32", fill_value=-1)
             a[...] = np.asarray(grid_segments, np.int32)
         arr("n_segments", (N,), "int32", 0)
+        if has_evals:
+            arr("evals", (N,), "int32", 0)
+            arr("rse", (N,), "float32", 0.0)
         if store_images:
             arr("images", (N, H, W, C), "float32", 0.0)
         arr("ids", (N,), str, "")
@@ -295,6 +300,8 @@ class Results:
             full_values=jnp.asarray(get("full_values")),
             std=jnp.asarray(get("std")) if "std" in self.fields else None, segments=jnp.asarray(segments),
             images=None if images is None else jnp.asarray(images), output_indexes=jnp.asarray(get("output_indexes")),
+            evals=jnp.asarray(get("evals")) if "evals" in self.fields else None,
+            rse=jnp.asarray(get("rse")) if "rse" in self.fields else None,
             method=str(s.get("method", "")), masker=str(s.get("masker", "")), n_evals=int(s.get("used_evals", 0)))
 
 

@@ -10,6 +10,9 @@ from shapjax.engine.estimators import (
     occlusion,
     partition,
     permutation,
+    polyshap,
+    regmc,
+    svarm,
 )
 from shapjax.engine.estimators.base import TARGETS, Design, Estimator
 
@@ -17,7 +20,10 @@ ESTIMATORS: dict[str, Estimator] = {
     "exact": exact.ESTIMATOR,
     "kernel": kernel.ESTIMATOR,
     "leverage": leverage.ESTIMATOR,
+    "polyshap": polyshap.ESTIMATOR,
+    "regmc": regmc.ESTIMATOR,
     **permutation.ESTIMATORS,
+    "svarm": svarm.ESTIMATOR,
     "partition": partition.ESTIMATOR,
     "lime": lime.ESTIMATOR,
     "occlusion": occlusion.ESTIMATOR,

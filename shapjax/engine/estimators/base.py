@@ -46,6 +46,9 @@ class Estimator(NamedTuple):
         ones), ``"lime-surrogate"`` (coefficients of a locally weighted linear
         surrogate) or ``"leave-one-out"`` (occlusion: ``v(N) - v(N \\ i)``).
       used_evals: ``(M, n_evals, options) -> int``, evaluations actually spent.
+      layout: optional ``(M, n_evals, n_rows) -> (layout, static)``: the design as host data of a
+        bucketed length (:mod:`shapjax.engine.estimators.layout`), so budgets of one bucket share
+        one compiled program; ``build(M, layout, static, *, key) -> Design`` makes it in the program.
     """
 
     name: str
@@ -56,6 +59,8 @@ class Estimator(NamedTuple):
     estimate: Optional[Callable] = None
     efficient: bool = True
     estimates: str = "shapley"
+    layout: Optional[Callable] = None
+    build: Optional[Callable] = None
 
     @property
     def shapley(self) -> bool:

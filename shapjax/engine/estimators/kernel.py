@@ -29,16 +29,17 @@ References:
 """
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
+import functools
+
 import numpy as np
 
+from shapjax.engine.estimators import layout as L
 from shapjax.engine.estimators import regression
 from shapjax.engine.estimators.base import Design, Estimator
-from shapjax.engine.samplers import random_subsets
 from shapjax.kernels.weights import shapley_kernel_size_mass
 
 
+@functools.lru_cache(maxsize=256)
 def plan(n_players: int, n_rows: int):
     """Static split of ``n_rows`` into enumerated size groups and sampled pairs.
 
@@ -61,29 +62,34 @@ def plan(n_players: int, n_rows: int):
             remaining_rows -= count
             remaining_mass -= gm
         else:
-            return enum, groups[i:], remaining_rows // 2
-    return enum, [], 0
+            return tuple(enum), tuple(groups[i:]), remaining_rows // 2
+    return tuple(enum), (), 0
 
 
-def design(n_players: int, n_evals: int, *, key) -> Design:
+def layout(n_players: int, n_evals: int, n_rows: int | None = None):
+    """The design of ``n_evals`` as a row layout of ``n_rows`` rows (default: the live rows), see
+    :mod:`shapjax.engine.estimators.layout`. Returns ``(Layout, Static)``."""
     M = int(n_players)
     mass = shapley_kernel_size_mass(M)
     enum, sample, n_pairs = plan(M, n_evals - 2)
-    Ze, we = regression.enumerated_rows(M, enum, mass)
-    if n_pairs == 0 or not sample:
-        aux = regression.RegressionAux(jnp.asarray(we), len(we), jnp.zeros((0,), jnp.int32), jnp.ones((1,), jnp.float32))
-        return Design(jnp.asarray(Ze), aux)
-    gmass = np.array([sum(mass[s] for s in g) for g in sample])
-    rest = float(gmass.sum())
-    k_size, k_sub = jax.random.split(key)
-    gi = jax.random.choice(k_size, len(sample), (n_pairs,), p=jnp.asarray(gmass / rest))
-    sizes = jnp.asarray([g[0] for g in sample])[gi]
-    z = random_subsets(sizes, M, key=k_sub)
-    pairs = jnp.stack([z, ~z], axis=1).reshape(2 * n_pairs, M)
-    Z = jnp.concatenate([jnp.asarray(Ze), pairs])
-    w = jnp.concatenate([jnp.asarray(we), jnp.full((2 * n_pairs,), rest / (2 * n_pairs), jnp.float32)])
-    aux = regression.RegressionAux(w, len(we), jnp.zeros((n_pairs,), jnp.int32), jnp.ones((1,), jnp.float32))
-    return Design(Z, aux)
+    live = used_evals(M, n_evals) - 2
+    size_p = np.zeros(M // 2 + 1)
+    pairs = []
+    if n_pairs and sample:
+        gmass = np.array([sum(mass[s] for s in g) for g in sample])
+        rest = float(gmass.sum())
+        size_p[[g[0] for g in sample]] = gmass / rest
+        w = rest / (2 * n_pairs)
+        pairs = [(-1, w, w, 0, j) for j in range(n_pairs)]
+    return L.make_layout(M, live if n_rows is None else n_rows, enum, pairs, mass=mass, n_strata=1, size_p=size_p,
+                         fpc=[1.0], distinct=False)
+
+
+def design(n_players: int, n_evals: int, *, key) -> Design:
+    """The design of ``n_evals`` (the live rows of :func:`layout`, built in array code) with the
+    :class:`~shapjax.engine.estimators.regression.RegressionAux` of :func:`regression.solve`."""
+    lay, static = layout(n_players, n_evals)
+    return L.as_regression_design(L.build(int(n_players), lay, static, key=key), lay)
 
 
 def used_evals(M, n_evals, **options):
@@ -104,4 +110,6 @@ ESTIMATOR = Estimator(
     used_evals=used_evals,
     design=design,
     solve=regression.solve,
+    layout=layout,
+    build=L.build,
 )

@@ -31,16 +31,15 @@ References:
 """
 from __future__ import annotations
 
+import functools
 import math
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
+from shapjax.engine.estimators import layout as L
 from shapjax.engine.estimators import regression
 from shapjax.engine.estimators.base import Design, Estimator
 from shapjax.engine.estimators.kernel import min_evals as kernel_min_evals
-from shapjax.engine.samplers import distinct_subsets
 from shapjax.kernels.weights import leverage_size_mass, shapley_kernel_size_mass
 
 
@@ -49,10 +48,24 @@ def _max_pairs(M, g):
     return n // 2 if len(g) == 1 else n
 
 
-def plan(n_players: int, n_rows: int):
-    """Static allocation: ``(enum_groups, [(group, n_pairs), ...])`` by water-filling over sizes."""
+@functools.lru_cache(maxsize=256)
+def _plan(n_players: int, n_rows: int, size_mass):
+    return plan_uncached(n_players, n_rows, size_mass=None if size_mass is None else np.asarray(size_mass))
+
+
+def plan(n_players: int, n_rows: int, *, size_mass=None):
+    """Static allocation: ``(enum_groups, [(group, n_pairs), ...])`` by water-filling over sizes (cached).
+
+    ``size_mass`` ``[M+1]`` replaces the leverage mass (uniform over sizes) as the allocation target.
+    """
+    key = None if size_mass is None else tuple(float(x) for x in np.asarray(size_mass))
+    return _plan(int(n_players), int(n_rows), key)
+
+
+def plan_uncached(n_players: int, n_rows: int, *, size_mass=None):
+    """:func:`plan` without the cache."""
     M = int(n_players)
-    lev = leverage_size_mass(M)
+    lev = leverage_size_mass(M) if size_mass is None else size_mass
     groups = regression.size_groups(M)
     enum, open_ = [], list(groups)
     rows = int(n_rows)
@@ -72,7 +85,7 @@ def plan(n_players: int, n_rows: int):
                 changed = True
                 break
     if not open_:
-        return enum, []
+        return tuple(enum), ()
     total = sum(sum(lev[s] for s in g) for g in open_)
     pairs = rows // 2
     alloc = [int(pairs * sum(lev[s] for s in g) / total) for g in open_]
@@ -83,45 +96,54 @@ def plan(n_players: int, n_rows: int):
         alloc[i] += 1
         left -= 1
     alloc = [min(a, _max_pairs(M, g)) for a, g in zip(alloc, open_)]
-    return enum, [(g, a) for g, a in zip(open_, alloc) if a > 0]
+    return tuple(enum), tuple((g, a) for g, a in zip(open_, alloc) if a > 0)
 
 
-def design(n_players: int, n_evals: int, *, key) -> Design:
+def layout(n_players: int, n_evals: int, n_rows: int | None = None, *, size_mass=None):
+    """The design of ``n_evals`` as a row layout (:mod:`shapjax.engine.estimators.layout`): the
+    sampled pairs of size group ``g`` form stratum ``g`` (its index among all size groups, so the
+    program's shapes do not depend on the budget). ``size_mass`` replaces the leverage allocation
+    target (see :func:`plan`). Returns ``(Layout, Static)``."""
     M = int(n_players)
     mass = shapley_kernel_size_mass(M)
-    enum, sampled = plan(M, n_evals - 2)
-    Ze, we = regression.enumerated_rows(M, enum, mass)
-    Zs, ws, strata, fpc = [jnp.asarray(Ze)], [jnp.asarray(we)], [], []
-    keys = jax.random.split(key, max(len(sampled), 1))
-    for i, (g, k) in enumerate(sampled):
+    enum, sampled = plan(M, n_evals - 2, size_mass=size_mass)
+    groups = regression.size_groups(M)
+    gid = {g: i for i, g in enumerate(groups)}
+    fpc = np.ones(len(groups))
+    pairs = []
+    for g, k in sampled:
         s = g[0]
-        z = distinct_subsets(M, s, k, key=keys[i])
-        Zs.append(jnp.stack([z, ~z], axis=1).reshape(2 * k, M))
-        if len(g) == 2:
-            w_pair = [mass[s] / k, mass[M - s] / k]
-        else:
-            w_pair = [mass[s] / (2 * k)] * 2
-        ws.append(jnp.tile(jnp.asarray(w_pair, jnp.float32), k))
-        strata.append(np.full(k, i, np.int32))
-        fpc.append(max(0.0, 1.0 - k / math.comb(M, s)))
-    aux = regression.RegressionAux(
-        jnp.concatenate(ws),
-        len(we),
-        jnp.asarray(np.concatenate(strata) if strata else np.zeros(0, np.int32)),
-        jnp.asarray(np.array(fpc if fpc else [1.0], np.float32)),
-    )
-    return Design(jnp.concatenate(Zs), aux)
+        w = (mass[s] / k, mass[M - s] / k) if len(g) == 2 else (mass[s] / (2 * k),) * 2
+        fpc[gid[g]] = max(0.0, 1.0 - k / math.comb(M, s))
+        pairs += [(s, w[0], w[1], gid[g], t) for t in range(k)]
+    live = used_evals(M, n_evals, size_mass=size_mass) - 2
+    return L.make_layout(M, live if n_rows is None else n_rows, enum, pairs, mass=mass, n_strata=len(groups),
+                         fpc=fpc, distinct=True)
 
 
-def used_evals(M, n_evals, **options):
-    enum, sampled = plan(M, n_evals - 2)
+def design(n_players: int, n_evals: int, *, key, size_mass=None) -> Design:
+    """The design of ``n_evals`` (the live rows of :func:`layout`, built in array code) with the
+    :class:`~shapjax.engine.estimators.regression.RegressionAux` of :func:`regression.solve`."""
+    lay, static = layout(n_players, n_evals, size_mass=size_mass)
+    return L.as_regression_design(L.build(int(n_players), lay, static, key=key), lay)
+
+
+def used_evals(M, n_evals, *, size_mass=None, **options):
+    enum, sampled = plan(M, n_evals - 2, size_mass=size_mass)
     return sum(regression.group_count(M, g) for g in enum) + sum(2 * k for _, k in sampled) + 2
+
+
+def min_evals(M: int) -> int:
+    """``2M + 2``: the singleton group is enumerated first (full rank at every budget), as in :mod:`.kernel`."""
+    return kernel_min_evals(M)
 
 
 ESTIMATOR = Estimator(
     name="leverage",
-    min_evals=kernel_min_evals,  # the singleton group is enumerated first: full rank at every budget
+    min_evals=min_evals,
     used_evals=used_evals,
     design=design,
     solve=regression.solve,
+    layout=layout,
+    build=L.build,
 )

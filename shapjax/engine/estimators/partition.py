@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shapjax._util.precision import floatx
 from shapjax.engine.estimators.base import Estimator
 
 
@@ -130,13 +131,13 @@ def estimate(eval_fn, n_players: int, n_evals: int, *, key, tree: Tree | None = 
     ends = eval_fn(jnp.stack([jnp.zeros((M,), bool), jnp.ones((M,), bool)]))
     v0, v1 = ends[0], ends[1]
     K = v0.shape[-1]
-    sizes = members.sum(1).astype(jnp.float32)
+    sizes = members.sum(1).astype(v0.dtype)
 
     m00 = jnp.zeros((1, M), bool)
     f00, f11 = v0[None], v1[None]
     node = jnp.full((1,), 2 * M - 2 if M > 1 else 0, jnp.int32)
-    w = jnp.ones((1,), jnp.float32)
-    phi = jnp.zeros((M, K), jnp.float32)
+    w = jnp.ones((1,), floatx())
+    phi = jnp.zeros((M, K), v0.dtype)
 
     def spread(phi, node, w, f00, f11, mask):
         contrib = (w * mask)[:, None] * (f11 - f00)
@@ -149,10 +150,10 @@ def estimate(eval_fn, n_players: int, n_evals: int, *, key, tree: Tree | None = 
         prio = jnp.where(internal, w * jnp.max(jnp.abs(f11 - f00), axis=-1), -jnp.inf)
         _, sel = jax.lax.top_k(prio, k)
         chosen = jnp.zeros((T,), bool).at[sel].set(True)
-        phi = spread(phi, node, w, f00, f11, (~chosen).astype(jnp.float32))
+        phi = spread(phi, node, w, f00, f11, (~chosen).astype(w.dtype))
         n_s, w_s, c00, c11, g00 = node[sel], w[sel], f00[sel], f11[sel], m00[sel]
         exp = n_s >= M
-        phi = spread(phi, n_s, w_s, c00, c11, (~exp).astype(jnp.float32))
+        phi = spread(phi, n_s, w_s, c00, c11, (~exp).astype(w.dtype))
         idx = jnp.clip(n_s - M, 0, max(M - 2, 0))
         L = jnp.where(exp, left[idx], n_s)
         R = jnp.where(exp, right[idx], n_s)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shapjax.kernels.wls import constrained_wls
+from shapjax._util.precision import floatx
+from shapjax.kernels.wls import constrained_wls, normal_equations, solve_normal_equations
 
 
 class RegressionAux(NamedTuple):
@@ -23,7 +25,7 @@ class RegressionAux(NamedTuple):
     ``n_enum + 2j`` and ``n_enum + 2j + 1`` are a coalition and its complement.
     """
 
-    weights: object  # [N] float32
+    weights: object  # [N] float (floatx: float32, or float64 under precision="float64")
     n_enum: int
     pair_strata: object  # [J] int32 stratum of each sampled pair
     strata_fpc: object  # [S] float32 finite-population correction (1 - n/N) per stratum
@@ -61,8 +63,9 @@ def solve(design, y, v_empty, v_full, active):
     if J < 2:
         return phi, None
     M = Z.shape[1]
-    ones = jnp.ones((M,), jnp.float32) if active is None else active.astype(jnp.float32)
-    Zs = Z[n_enum:].astype(jnp.float32) * ones[None, :]
+    dt = phi.dtype
+    ones = jnp.ones((M,), dt) if active is None else active.astype(dt)
+    Zs = Z[n_enum:].astype(dt) * ones[None, :]
     z1, z2 = Zs[0::2], Zs[1::2]
     # Delta method: phi_hat - phi ~= G (b_hat - A_hat phi), a sum over pairs of
     # w z (y - z.phi): residuals, not raw targets, carry the sampling error.
@@ -74,14 +77,11 @@ def solve(design, y, v_empty, v_full, active):
     # q_j = w1 g1 (x) y1 + w2 g2 (x) y2, the pair's contribution to phi.
     a, b = g1 * w1[:, None], g2 * w2[:, None]
     S = aux.strata_fpc.shape[0]
-    onehot = (aux.pair_strata[:, None] == jnp.arange(S)[None, :]).astype(jnp.float32)  # [J, S]
-    n_s = onehot.sum(0)  # [S]
-    sum_q = jnp.einsum("js,jm,jk->smk", onehot, a, y1) + jnp.einsum("js,jm,jk->smk", onehot, b, y2)
-    sum_q2 = (
-        jnp.einsum("js,jm,jk->smk", onehot, a * a, y1 * y1)
-        + 2 * jnp.einsum("js,jm,jk->smk", onehot, a * b, y1 * y2)
-        + jnp.einsum("js,jm,jk->smk", onehot, b * b, y2 * y2)
-    )
+    # per-stratum sums by segment_sum: O(J M K) (a one-hot einsum over strata was O(J S M K))
+    seg = lambda x: jax.ops.segment_sum(x, aux.pair_strata, num_segments=S)  # noqa: E731
+    n_s = seg(jnp.ones(aux.pair_strata.shape, dt))  # [S]
+    q = a[:, :, None] * y1[:, None, :] + b[:, :, None] * y2[:, None, :]  # [J, M, K] the pair's contribution
+    sum_q, sum_q2 = seg(q), seg(q * q)
     n3 = n_s[:, None, None]
     var_q = jnp.maximum(sum_q2 - sum_q**2 / jnp.maximum(n3, 1.0), 0.0) / jnp.maximum(n3 - 1.0, 1.0)
     var_phi = jnp.sum(n3 * var_q * aux.strata_fpc[:, None, None], axis=0)
@@ -93,10 +93,28 @@ def enumerated_rows(n_players: int, groups, mass) -> tuple[np.ndarray, np.ndarra
     from shapjax.engine.samplers import enumerate_size
 
     M = int(n_players)
-    rows, weights = [np.zeros((0, M), bool)], [np.zeros((0,), np.float32)]
+    rows, weights = [np.zeros((0, M), bool)], [np.zeros((0,), np.float64)]
     for g in groups:
         for s in g:
             Zs = enumerate_size(M, s)
             rows.append(Zs)
-            weights.append(np.full(len(Zs), mass[s] / math.comb(M, s), np.float32))
-    return np.concatenate(rows), np.concatenate(weights)
+            weights.append(np.full(len(Zs), mass[s] / math.comb(M, s), np.float64))
+    return np.concatenate(rows), np.concatenate(weights).astype(floatx())
+
+
+def normal_stats(design, y, v_empty, active):
+    """The round's normal equations ``(A [M, M], b [M, K])`` of :func:`solve` (regularised Gram,
+    ``Z^T W (y - v_empty)``).
+
+    Averaged over independent rounds they are the normal equations of the pooled design (the
+    to-tolerance mode of :mod:`shapjax.engine.rounds`): a ratio of means, not a mean of ratios,
+    so the small-sample bias of a regression shrinks with the total budget, not the round's.
+    """
+    return normal_equations(design.coalitions, design.aux.weights, y - v_empty[None, :], active=active)
+
+
+def solve_stats(stats, v_empty, v_full, active):
+    """Values ``[M, K]`` from (averaged) normal equations ``(A, b)``: the constrained solve of :func:`solve`."""
+    A, b = stats
+    phi, _ = solve_normal_equations(A, b, v_full - v_empty, active=active)
+    return phi

@@ -1,0 +1,159 @@
+"""Compile time of every estimator at M <= 64 on this machine, and no recompilation for new game parameters.
+
+For ``shapjax.shapley`` (a two-layer tanh network game on the coalition vector, its weights passed
+as data) and for ``shapjax.explain`` (the shipped-architecture small CNN, 28x28, an 8x8 grid = 64
+segments, one image), the compiled program of one call is captured and traced+lowered, then
+compiled, ahead of time, so the two phases are timed apart (``benchmarks.common``). Then the same
+call with *new parameter values* (and a new key) must hit the jit cache: the cache size of the
+compiled core before and after is recorded. Goal (issue 13): every estimator compiles in under 5 s
+at M <= 64, and a game whose parameters change does not recompile.
+
+    python -m benchmarks.compile_time [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.common import RESULTS_DIR, backend, compile_explain, write_result
+
+GOAL_S = 5.0
+N_EVALS = 2048
+
+
+class _Captured(Exception):
+    pass
+
+
+def _net(p, z):
+    return jnp.tanh(z.astype(jnp.float32) @ p[0] + p[1]) @ p[2]
+
+
+def _game(M: int, seed: int):
+    """The same game structure with parameters drawn from ``seed`` (a new game object every call)."""
+    rng = np.random.default_rng(seed)
+    p = (jnp.asarray(rng.normal(size=(M, 32)) / np.sqrt(M), jnp.float32), jnp.asarray(rng.normal(size=32), jnp.float32),
+         jnp.asarray(rng.normal(size=(32, 3)) / np.sqrt(32), jnp.float32))
+    return jax.tree_util.Partial(_net, p)
+
+
+def compile_shapley(value_fn, n_players, **kw) -> dict:
+    """Trace+lower and compile the program of one ``shapley`` call (captured, ahead of time)."""
+    import shapjax
+
+    sh = importlib.import_module("shapjax.engine.shapley")
+    orig, box = sh._shapley_impl, {}
+
+    def recorder(*args, **kwargs):
+        box["args"], box["kwargs"] = args, kwargs
+        raise _Captured
+
+    sh._shapley_impl = recorder
+    try:
+        shapjax.shapley(value_fn, n_players, **kw)
+    except _Captured:
+        pass
+    finally:
+        sh._shapley_impl = orig
+    t0 = time.perf_counter()
+    lowered = orig.lower(*box["args"], **box["kwargs"])
+    t1 = time.perf_counter()
+    lowered.compile()
+    t2 = time.perf_counter()
+    return {"trace_lower_s": t1 - t0, "compile_s": t2 - t1, "total_compile_s": t2 - t0}
+
+
+def _recompiles_shapley(M, method, extra) -> int:
+    import shapjax
+    from shapjax.engine.shapley import _shapley_impl
+
+    shapjax.shapley(_game(M, 0), M, key=jax.random.key(0), method=method, n_evals=N_EVALS, **extra).values \
+        .block_until_ready()
+    n = _shapley_impl._cache_size()
+    shapjax.shapley(_game(M, 1), M, key=jax.random.key(1), method=method, n_evals=N_EVALS, **extra).values \
+        .block_until_ready()
+    return _shapley_impl._cache_size() - n
+
+
+SHAPLEY_CASES = [(m, {}) for m in ("exact", "kernel", "leverage", "permutation", "antithetic", "stratified",
+                                   "partition", "lime", "occlusion")] + [
+    ("kernel", {"tol": 0.01}), ("permutation", {"tol": 0.01}), ("kernel", {"precision": "float64"})]
+EXPLAIN_METHODS = [("kernel", {}), ("leverage", {}), ("permutation", {}), ("partition", {}), ("controlshap", {}),
+                   ("kernel", {"tol": 0.01})]
+
+
+def _label(method, extra):
+    return method + "".join(f" {k}={v}" for k, v in extra.items())
+
+
+def run(quick: bool = False) -> dict:
+    import shapjax
+    from shapjax import maskers, models, segment
+
+    rows = []
+    for M in ([16, 64] if quick else [16, 32, 64]):
+        for method, extra in SHAPLEY_CASES:
+            if method == "exact" and M > 16:
+                continue
+            t = compile_shapley(_game(M, 0), M, key=jax.random.key(0), method=method, n_evals=N_EVALS, **extra)
+            rec = _recompiles_shapley(M, method, extra) if M == 64 or method == "exact" else None
+            rows.append({"api": "shapley", "method": _label(method, extra), "M": M, "n_evals": N_EVALS, **t,
+                         "recompiles_on_new_params": rec})
+            print(rows[-1], flush=True)
+    clf = models.create("small_cnn", key=jax.random.key(0), input_shape=(28, 28, 1), num_classes=10)
+    x = jax.random.uniform(jax.random.key(1), (1, 28, 28, 1))
+    for method, extra in EXPLAIN_METHODS[:3] if quick else EXPLAIN_METHODS:
+        kw = dict(key=jax.random.key(0), segments=segment.grid(8), masker=maskers.constant(0.0), method=method,
+                  n_evals=N_EVALS, outputs="top-1", **extra)
+        t = compile_explain(clf, x, **kw)
+        ex = importlib.import_module("shapjax.image.explain")
+        shapjax.explain(clf, x, **kw).values.block_until_ready()
+        n = ex._explain_impl._cache_size()
+        clf2 = models.create("small_cnn", key=jax.random.key(5), input_shape=(28, 28, 1), num_classes=10)
+        shapjax.explain(clf2, x, **{**kw, "key": jax.random.key(3)}).values.block_until_ready()
+        rows.append({"api": "explain small-cnn 28x28", "method": _label(method, extra), "M": 64, "n_evals": N_EVALS,
+                     "trace_lower_s": t["trace_lower_s"], "compile_s": t["compile_s"],
+                     "total_compile_s": t["total_compile_s"],
+                     "recompiles_on_new_params": ex._explain_impl._cache_size() - n})
+        print(rows[-1], flush=True)
+    return {"rows": rows, "goal_s": GOAL_S}
+
+
+def table(result) -> str:
+    out = ["| api | method | M | trace+lower s | compile s | total s | goal <= 5 s | recompiles on new params |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        tot = r["total_compile_s"]
+        ok = "yes" if tot <= GOAL_S else f"**no ({tot / GOAL_S:.1f}x)**"
+        rec = "-" if r["recompiles_on_new_params"] is None else str(r["recompiles_on_new_params"])
+        out.append(f"| {r['api']} | {r['method']} | {r['M']} | {r['trace_lower_s']:.2f} | {r['compile_s']:.2f} | "
+                   f"{tot:.2f} | {ok} | {rec} |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    result = run(quick=args.quick)
+    name = f"compile_time_{backend()}"
+    path = write_result(name, result)
+    m = json.loads(path.read_text())["machine"]
+    md = (f"# Compile time per estimator ({m['cpu_model']}, {m['cpu_cores_usable']} cores, JAX "
+          f"{m['versions'].get('jax')} {m['jax_backend']}, {m['date'][:10]}, load average at the end "
+          f"{m['load_average_end'][0]:.1f})\n\n`python -m benchmarks.compile_time`: one program per row, traced, "
+          f"lowered and compiled ahead of time (n_evals={N_EVALS}); then the same call with new parameter values "
+          "and a new key, counting new cache entries of the compiled core (0 = no recompilation; '-' not "
+          "checked). The machine was shared with other jobs: times are upper bounds.\n\n" + table(result) + "\n")
+    (RESULTS_DIR / f"{name}.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Latency of one explanation: first call in a fresh process (cold, and warm from the persistent
+compilation cache), the second call with the same budget, and a call with another budget of the
+same bucket (issue 19).
+
+For each model, estimator and number of segments M, two fresh processes run the same script
+against one new cache folder: the first finds it empty (cold), the second finds the first's
+programs (warm). In each process, after the model is built (its own compiles excluded):
+
+1. ``first``: ``explain(clf, x, n_evals=BUDGET)`` until the values are on the host;
+2. ``second``: the same call with another key (steady state, no compilation);
+3. ``bucket``: ``n_evals=BUDGET + DELTA`` (same bucket of design rows): compilations of the
+   explain program counted (:class:`shapjax._util.compile_log.CompileLog`; goal 0) and timed.
+
+Goal: warm ``first`` within 1.5x of ``second``. Run: ``python -m benchmarks.latency [--quick]``.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchmarks.common import RESULTS_DIR, log, write_result
+
+MODELS = {"small-cnn": {"build": "small_cnn", "budget": 480, "delta": 24},
+          "resnet18-32": {"build": "resnet18", "budget": 240, "delta": 10}}
+ESTIMATORS = ("kernel", "leverage", "permutation")
+GRIDS = {16: 4, 64: 8}
+QUICK = {"models": ["small-cnn"], "estimators": ("kernel",), "grids": {16: 4}}
+
+_WORKER = r"""
+import json, sys, time
+import jax, numpy as np
+import shapjax
+from shapjax import maskers, models
+from shapjax._util.compile_log import CompileLog
+cache, build, method, grid, budget, delta = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+shapjax.enable_compilation_cache(cache)
+clf = getattr(models, build)(key=jax.random.key(0))
+x = jax.random.uniform(jax.random.key(1), (1,) + tuple(clf.input_shape))
+jax.block_until_ready(clf(x))
+kw = dict(segments=shapjax.segment.grid(grid, grid), masker=maskers.constant(0.0), method=method, outputs="top-1")
+out = {}
+for name, key, n in (("first", 0, budget), ("second", 1, budget), ("bucket", 2, budget + delta)):
+    with CompileLog() as logc:
+        t0 = time.perf_counter()
+        e = shapjax.explain(clf, x, key=jax.random.key(key), n_evals=n, **kw)
+        np.asarray(e.values)
+        dt = time.perf_counter() - t0
+    out[name] = {"seconds": dt, "n_evals": int(e.n_evals), "compiles": logc.compiles,
+                 "explain_compiles": logc.count("_explain_impl"), "cache_hits": logc.cache_hits,
+                 "compile_seconds": round(logc.seconds, 3), "trace_seconds": round(logc.trace_seconds, 3),
+                 "lower_seconds": round(logc.lower_seconds, 3), "backend_seconds": round(logc.backend_seconds, 3)}
+print("RESULT " + json.dumps(out))
+"""
+
+
+def _run(cache: str, build: str, method: str, grid: int, budget: int, delta: int) -> dict:
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", _WORKER, cache, build, method, str(grid), str(budget), str(delta)],
+                       capture_output=True, text=True, timeout=900)
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr[-2000:])
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    res = json.loads(line[len("RESULT "):])
+    res["process_seconds"] = round(time.perf_counter() - t0, 2)
+    return res
+
+
+def run(quick: bool = False) -> dict:
+    models = QUICK["models"] if quick else list(MODELS)
+    ests = QUICK["estimators"] if quick else ESTIMATORS
+    grids = QUICK["grids"] if quick else GRIDS
+    rows = []
+    for model in models:
+        cfg = MODELS[model]
+        for M, grid in grids.items():
+            for method in ests:
+                with tempfile.TemporaryDirectory(prefix="shapjax-latency-") as cache:
+                    cold = _run(cache, cfg["build"], method, grid, cfg["budget"], cfg["delta"])
+                    warm = _run(cache, cfg["build"], method, grid, cfg["budget"], cfg["delta"])
+                row = {"model": model, "M": M, "method": method, "budget": cfg["budget"],
+                       "bucket_budget": cfg["budget"] + cfg["delta"], "cold": cold, "warm": warm,
+                       "cold_first_s": cold["first"]["seconds"], "warm_first_s": warm["first"]["seconds"],
+                       "second_s": warm["second"]["seconds"], "bucket_s": warm["bucket"]["seconds"],
+                       "bucket_explain_compiles": warm["bucket"]["explain_compiles"] + cold["bucket"]["explain_compiles"],
+                       "warm_over_steady": warm["first"]["seconds"] / warm["second"]["seconds"]}
+                rows.append(row)
+                log(f"{model} M={M} {method}: cold {row['cold_first_s']:.2f} s, warm {row['warm_first_s']:.2f} s, "
+                    f"second {row['second_s']:.2f} s, bucket {row['bucket_s']:.2f} s "
+                    f"({row['bucket_explain_compiles']} recompiles), warm/steady {row['warm_over_steady']:.2f}")
+    path = write_result("latency_cpu", {"rows": rows, "quick": quick, "goal": "warm first <= 1.5x second; "
+                                        "0 explain compilations inside a bucket"})
+    _markdown(json.loads(path.read_text()))
+    return {"rows": rows}
+
+
+def _markdown(res: dict) -> None:
+    m = res["machine"]
+    lines = [f"# Latency of one explanation ({m.get('cpu_model', '?')}, {m.get('cpu_cores_usable', '?')} cores, "
+             f"JAX {m.get('versions', {}).get('jax', '?')} {m.get('jax_backend', '')}, "
+             f"{m.get('date', '')[:10]}, load average at the end {m.get('load_average_end', '?')})", "",
+             "One image, `outputs='top-1'`, grid segments; seconds until the values are on the host. `cold`: first "
+             "call in a fresh process with an empty persistent cache; `warm`: first call in a fresh process whose "
+             "cache holds the cold run's programs; `second`: same budget again; `bucket`: another budget of the same "
+             "bucket (`recompiles` counts compilations of the explain program there, goal 0).", "",
+             "| model | M | method | budget | cold s | warm s | second s | bucket s (budget) | recompiles | "
+             "warm / second (goal <= 1.5) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in res["rows"]:
+        lines.append(f"| {r['model']} | {r['M']} | {r['method']} | {r['budget']} | {r['cold_first_s']:.2f} | "
+                     f"{r['warm_first_s']:.2f} | {r['second_s']:.3f} | {r['bucket_s']:.3f} ({r['bucket_budget']}) | "
+                     f"{r['bucket_explain_compiles']} | {r['warm_over_steady']:.2f} |")
+    (RESULTS_DIR / "latency_cpu.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    run(quick="--quick" in sys.argv)

@@ -1,0 +1,238 @@
+"""Regression designs as data: a host-side row layout, built into coalitions by array code.
+
+KernelSHAP and Leverage SHAP decide, on the host, which coalition sizes are enumerated and how
+many pairs each sampled size gets (their ``plan``). Here that plan becomes a :class:`Layout`,
+a few NumPy arrays with one entry per design row, and :func:`build` turns it into coalitions
+inside the compiled program with a fixed number of vectorised operations (no per-size Python
+loop, no ``[C(M, s), M]`` constants embedded in the program), so compile time does not grow
+with the number of players.
+
+The layout is *data*: it is passed to the compiled program as an argument, and its length
+``n_rows`` is a bucket (:func:`bucket`, four shapes per octave) rather than the budget. Rows
+past the live ones have weight zero and are not sent through the model (their chunks are
+skipped), so every ``n_evals`` of one bucket runs the same compiled program. Row ``i`` of a
+layout does not depend on ``n_rows``, and the random draws of pair ``j`` depend only on the key
+and ``j``, so a budget gives the same coalitions, the same game values and — up to float32
+rounding of the sums over the zero-weight rows — the same estimates in any bucket.
+
+Rows (``kind``): 0 enumerated (``rank`` in the combinatorial number system of subsets of size
+``base``, complemented when ``flip``), 1 sampled (pair ``pair``: its base size is ``base`` or,
+when -1, drawn from ``size_p``; a pair is a coalition and its complement), 2 padding.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from shapjax._util.precision import floatx
+from shapjax.engine.estimators.base import Design
+from shapjax.engine.estimators.regression import RegressionAux
+from shapjax.engine.samplers import comb_table, distinct_ranks, random_subsets, unrank_varsize
+from shapjax.kernels.wls import constrained_wls
+
+#: Subsets of one size with more combinations than this are drawn i.i.d. (ranks no longer fit int32).
+MAX_RANKABLE = 2**30
+ROUNDS = 6
+
+
+def bucket(n: int) -> int:
+    """The smallest of ``4, 5, 6, 7 x 2**e`` (four shapes per octave) that holds ``n`` (n itself below 8)."""
+    n = int(n)
+    if n <= 8:
+        return max(n, 0)
+    e = n.bit_length() - 3
+    m = -(-n // (1 << e))
+    return m << e
+
+
+class Layout(NamedTuple):
+    """One entry per design row (``[n_rows]``) or per pair slot (``[n_rows // 2]``); see the module doc."""
+
+    kind: np.ndarray  # [N] int32
+    base: np.ndarray  # [N] int32 size of the subset before flipping (-1: drawn)
+    rank: np.ndarray  # [N] int32 enumeration rank, or index of the pair inside its stratum
+    flip: np.ndarray  # [N] bool
+    pair: np.ndarray  # [N] int32
+    weight: np.ndarray  # [N] float32
+    pair_rows: np.ndarray  # [J, 2] int32 rows of each pair (padding: 0, 0)
+    pair_strata: np.ndarray  # [J] int32 stratum of each pair (padding: S)
+    fpc: np.ndarray  # [S + 1] float32 finite-population correction (padding stratum: 0)
+    size_p: np.ndarray  # [M // 2 + 1] float32 distribution of drawn base sizes
+    n_live: np.ndarray  # [] int32 live rows (they come first)
+
+
+class Static(NamedTuple):
+    """What the compiled program must know statically (hashable)."""
+
+    n_rows: int
+    max_unrank: int  # largest base size unranked in the program
+    has_std: bool  # at least two sampled pairs
+    distinct: bool  # sampled ranks drawn without replacement (leverage)
+    iid: bool  # some rows drawn i.i.d. by random_subsets
+
+
+class LayoutAux(NamedTuple):
+    weights: jax.Array
+    pair_rows: jax.Array
+    pair_strata: jax.Array
+    fpc: jax.Array
+    has_std: bool
+
+
+def _enum_rows(M, groups, mass):
+    base, rank, flip, weight = [], [], [], []
+    for g in groups:
+        for s in g:
+            b = min(s, M - s)
+            C = math.comb(M, s)
+            base.append(np.full(C, b, np.int32))
+            rank.append(np.arange(C, dtype=np.int32))
+            flip.append(np.full(C, s != b))
+            weight.append(np.full(C, mass[s] / C, np.float32))
+    cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
+    return cat(base, np.int32), cat(rank, np.int32), cat(flip, bool), cat(weight, np.float32)
+
+
+def make_layout(M: int, n_rows: int, enum_groups, pairs, *, mass, n_strata: int, size_p=None, fpc=None,
+                distinct: bool) -> tuple[Layout, Static]:
+    """Assemble a layout: ``pairs`` is a list of ``(base, weight_z, weight_complement, stratum, index)``
+    per sampled pair, in row order (``base`` -1: drawn from ``size_p``)."""
+    eb, er, ef, ew = _enum_rows(M, enum_groups, mass)
+    E, J = len(eb), len(pairs)
+    live = E + 2 * J
+    if live > n_rows:
+        raise ValueError(f"layout of {live} rows does not fit in {n_rows}")
+    N, Jb = int(n_rows), int(n_rows) // 2
+    kind = np.full(N, 2, np.int32)
+    base = np.zeros(N, np.int32)
+    rank = np.zeros(N, np.int32)
+    flip = np.zeros(N, bool)
+    pair = np.zeros(N, np.int32)
+    weight = np.zeros(N, np.float32)
+    kind[:E], base[:E], rank[:E], flip[:E], weight[:E] = 0, eb, er, ef, ew
+    pair_rows = np.zeros((Jb, 2), np.int32)
+    pair_strata = np.full(Jb, n_strata, np.int32)
+    if J:
+        p = np.asarray(pairs, dtype=np.float64)
+        rows = E + 2 * np.arange(J)
+        for off in (0, 1):
+            kind[rows + off] = 1
+            base[rows + off] = p[:, 0].astype(np.int32)
+            rank[rows + off] = p[:, 4].astype(np.int32)
+            flip[rows + off] = bool(off)
+            pair[rows + off] = np.arange(J)
+            weight[rows + off] = p[:, 1 + off].astype(np.float32)
+        pair_rows[:J] = np.stack([rows, rows + 1], 1)
+        pair_strata[:J] = p[:, 3].astype(np.int32)
+    fpc_arr = np.zeros(n_strata + 1, np.float32)
+    if fpc is not None:
+        fpc_arr[:n_strata] = fpc
+    sp = np.zeros(M // 2 + 1, np.float32) if size_p is None else np.asarray(size_p, np.float32)
+    lay = Layout(kind, base, rank, flip, pair, weight, pair_rows, pair_strata, fpc_arr, sp, np.int32(live))
+    static = Static(N, max_unrank(M, N, distinct), J >= 2, bool(distinct), needs_iid(M, distinct))
+    return lay, static
+
+
+@functools.lru_cache(maxsize=None)
+def max_unrank(M: int, n_rows: int, distinct: bool) -> int:
+    """Largest base size unranked for a bucket: enumerable ones (a whole size fits in ``n_rows``)
+    and, for ``distinct`` designs, every rankable sampled size."""
+    best = 0
+    for s in range(1, M // 2 + 1):
+        C = math.comb(M, s)
+        if C <= n_rows or (distinct and C <= MAX_RANKABLE):
+            best = s
+    return best
+
+
+def needs_iid(M: int, distinct: bool) -> bool:
+    return not distinct or math.comb(M, M // 2) > MAX_RANKABLE
+
+
+def build(M: int, lay: Layout, static: Static, *, key) -> Design:
+    """The coalitions of a layout, ``[n_rows, M]`` bool, in a fixed number of array operations."""
+    k_size, k_sub, k_perm = jax.random.split(key, 3)
+    kind, pair = lay.kind, lay.pair
+    Jb = lay.pair_rows.shape[0]
+    drawn = jax.random.categorical(k_size, jnp.log(lay.size_p), shape=(max(Jb, 1),))
+    base = jnp.where(lay.base >= 0, lay.base, drawn[pair]).astype(jnp.int32)
+    sampled = kind == 1
+    rank = lay.rank
+    use_rank = kind == 0
+    if static.distinct:
+        half = M // 2
+        ncomb = jnp.asarray(np.array([min(math.comb(M, s), MAX_RANKABLE + 1) for s in range(half + 1)], np.int32))
+        n_c = ncomb[jnp.clip(base, 0, half)]
+        rankable = sampled & (n_c <= MAX_RANKABLE)
+        S1 = lay.fpc.shape[0]
+        keys = jax.random.bits(k_perm, (S1, ROUNDS), jnp.uint32)[lay.pair_strata[pair]]
+        rk = distinct_ranks(jnp.where(rankable, rank, 0), jnp.where(rankable, n_c, 1), keys)
+        rank = jnp.where(rankable, rk, rank)
+        use_rank = use_rank | rankable
+    zu = unrank_varsize(rank, jnp.where(use_rank, jnp.minimum(base, static.max_unrank), 0), M, static.max_unrank)
+    if static.iid and Jb:
+        zs = random_subsets(base[lay.pair_rows[:, 0]], M, key=k_sub)  # [J, M], one draw per pair
+        Z = jnp.where(use_rank[:, None], zu, zs[pair])
+    else:
+        Z = zu
+    Z = (Z ^ lay.flip[:, None]) & (kind != 2)[:, None]
+    aux = LayoutAux(jnp.asarray(lay.weight, floatx()), jnp.asarray(lay.pair_rows), jnp.asarray(lay.pair_strata),
+                    jnp.asarray(lay.fpc, floatx()), static.has_std)
+    return Design(Z, aux)
+
+
+def as_regression_design(design: Design, lay: Layout) -> Design:
+    """A design built from a layout of exactly its live rows, with the
+    :class:`~shapjax.engine.estimators.regression.RegressionAux` the regression code expects
+    (enumerated rows first, then the pairs in order)."""
+    kind = np.asarray(lay.kind)
+    n_enum = int(np.sum(kind == 0))
+    J = int(np.sum(kind == 1)) // 2
+    S = lay.fpc.shape[0] - 1
+    aux = RegressionAux(design.aux.weights, n_enum, jnp.asarray(np.asarray(lay.pair_strata)[:J]),
+                        jnp.asarray(np.asarray(lay.fpc)[:S], floatx()))
+    return Design(design.coalitions, aux)
+
+
+def solve(design, y, v_empty, v_full, active):
+    r"""Constrained WLS on ``y - v_empty`` plus stratified standard errors of the sampled pairs.
+
+    As :func:`shapjax.engine.estimators.regression.solve`, with the pairs found through the layout
+    and the per-stratum sums done by ``segment_sum`` (``O(J M K)``, not ``O(J S M K)``). Under
+    ``jit``, a caller that drops the standard errors also drops their cost (``G``, the per-pair
+    products): XLA removes the unused computation.
+    """
+    Z = design.coalitions
+    aux: LayoutAux = design.aux
+    w = aux.weights
+    yc = y - v_empty[None, :]
+    total = v_full - v_empty
+    phi, G = constrained_wls(Z, w, yc, total, active=active)
+    if not aux.has_std:
+        return phi, None
+    M, dt = Z.shape[1], phi.dtype
+    ones = jnp.ones((M,), dt) if active is None else active.astype(dt)
+    r1, r2 = aux.pair_rows[:, 0], aux.pair_rows[:, 1]
+    z1 = Z[r1].astype(dt) * ones[None, :]
+    z2 = Z[r2].astype(dt) * ones[None, :]
+    y1 = yc[r1] - z1 @ phi  # residuals carry the sampling error (delta method)
+    y2 = yc[r2] - z2 @ phi
+    a = (z1 @ G.T) * w[r1][:, None]
+    b = (z2 @ G.T) * w[r2][:, None]
+    S1 = aux.fpc.shape[0]
+    seg = lambda x: jax.ops.segment_sum(x, aux.pair_strata, num_segments=S1)  # noqa: E731
+    n_s = seg(jnp.ones(aux.pair_strata.shape, dt))
+    q = a[:, :, None] * y1[:, None, :] + b[:, :, None] * y2[:, None, :]  # [J, M, K]
+    sum_q, sum_q2 = seg(q), seg(q * q)
+    n3 = n_s[:, None, None]
+    var_q = jnp.maximum(sum_q2 - sum_q**2 / jnp.maximum(n3, 1.0), 0.0) / jnp.maximum(n3 - 1.0, 1.0)
+    var_phi = jnp.sum(n3 * var_q * aux.fpc[:, None, None], axis=0)
+    return phi, jnp.sqrt(var_phi)
+
+
+__all__ = ["Layout", "Static", "LayoutAux", "bucket", "make_layout", "build", "solve", "max_unrank"]
