@@ -66,7 +66,7 @@ def run(quick: bool = False) -> dict:
             t_explain = _time(lambda: shapjax.explain(clf, x, key=jax.random.key(2), **kw).values, repeats)
             t_trivial = _time(lambda: shapjax.explain(trivial, x, key=jax.random.key(2), **kw).values, repeats)
             used = est.used_evals(M, n)
-            lay, st = est.layout(M, n, bucket(used - 2))
+            lay, st = est.layout(M, n, n_rows=bucket(used - 2))
             design = jax.jit(lambda k, lay: L.build(M, lay, st, key=k).coalitions)
             t_design = _time(lambda: design(jax.random.key(3), lay), repeats)
             d = L.build(M, lay, st, key=jax.random.key(3))

@@ -286,6 +286,9 @@ def markdown(out) -> str:
              f"Machine: {m.get('cpu_model', '?')}, {m.get('cpu_cores_visible', '?')} cores, JAX "
              f"{m.get('versions', {}).get('jax', '?')}, {m.get('date', '')}, load "
              f"{m.get('load_average_end', '?')}. Run: `python -m benchmarks.estimators`.", ""]
+    if not out.get("complete", True):
+        lines += ["**Partial run** (stopped at the deadline): the games below are complete, the others of the "
+                  "configuration were not reached.", ""]
     for g in out["games"]:
         ref = g["reference"] if g["reference"] == "exact" else (
             f"leverage at {g['reference']['evals']:,} evals, rel. s.e. "

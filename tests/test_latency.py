@@ -48,7 +48,7 @@ def test_a_bucket_gives_the_unbucketed_design_and_estimate(method):
     g = random_network_game(M, key=jax.random.key(3))
     out = []
     for rows in (live, L.bucket(live), L.bucket(live) + 40):
-        lay, st = est.layout(M, n, rows)
+        lay, st = est.layout(M, n, n_rows=rows)
         d = L.build(M, lay, st, key=KEY)
         Z = d.coalitions
         assert not np.asarray(Z[live:]).any() and not np.asarray(d.aux.weights[live:]).any()

@@ -388,7 +388,7 @@ def _explain(model_fn, images, *, key, segments, masker, method, n_evals, output
             not under_autodiff(model_tree, images):
         # budgets and batch sizes bucketed (four shapes per octave): one compiled program per bucket, the
         # extra rows and images skipped in the program (shapjax.engine.estimators.layout)
-        layout, layout_static = est.layout(M, n_evals, layout_mod.bucket(est.used_evals(M, n_evals) - 2))
+        layout, layout_static = est.layout(M, n_evals, n_rows=layout_mod.bucket(est.used_evals(M, n_evals) - 2))
         B_run = layout_mod.bucket(B)
         rows = B_run * (layout_static.n_rows + 2)
     # batch_size=None: chosen from the model by a short cached probe for big jobs (shapjax._util.autobatch)

@@ -66,7 +66,7 @@ def plan(n_players: int, n_rows: int):
     return tuple(enum), (), 0
 
 
-def layout(n_players: int, n_evals: int, n_rows: int | None = None):
+def layout(n_players: int, n_evals: int, *, n_rows: int | None = None):
     """The design of ``n_evals`` as a row layout of ``n_rows`` rows (default: the live rows), see
     :mod:`shapjax.engine.estimators.layout`. Returns ``(Layout, Static)``."""
     M = int(n_players)

@@ -99,7 +99,7 @@ def plan_uncached(n_players: int, n_rows: int, *, size_mass=None):
     return tuple(enum), tuple((g, a) for g, a in zip(open_, alloc) if a > 0)
 
 
-def layout(n_players: int, n_evals: int, n_rows: int | None = None, *, size_mass=None):
+def layout(n_players: int, n_evals: int, *, n_rows: int | None = None, size_mass=None):
     """The design of ``n_evals`` as a row layout (:mod:`shapjax.engine.estimators.layout`): the
     sampled pairs of size group ``g`` form stratum ``g`` (its index among all size groups, so the
     program's shapes do not depend on the budget). ``size_mass`` replaces the leverage allocation
