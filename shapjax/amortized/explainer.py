@@ -19,7 +19,7 @@ from shapjax.image.explanation import Explanation
 from shapjax.image.maskers import Masker
 
 from .network import ExplainerNet
-from .objective import end_values, normalize
+from .objective import end_values, normalize, shared_empty
 
 
 def fingerprint(model) -> str:
@@ -125,7 +125,7 @@ class Explainer:
         seg = jnp.broadcast_to(self.segments, (B, H, W))
         return Explanation(values=values, base_values=jnp.take_along_axis(v0, idx, axis=1),
                            full_values=jnp.take_along_axis(v1, idx, axis=1), std=None, segments=seg, images=images,
-                           output_indexes=idx, method="amortized", masker=self.meta.get("masker", ""), n_evals=2)
+                           output_indexes=idx, method="amortized", masker=self.meta.get("masker", ""), n_evals=2)  # v(all), v(empty)
 
 
 @partial(jax.jit)
@@ -137,7 +137,7 @@ def _forward(explainer: Explainer, images: jax.Array):
     repl = explainer.masker.replacement(images, jnp.broadcast_to(seg, (B,) + seg.shape), M)
     if explainer.masker.same_for_every_image():
         repl = repl[:1]
-    v0, v1 = end_values(model_fn, images, seg, repl, n_players=M)
+    v0, v1 = end_values(model_fn, images, seg, repl, n_players=M, shared_empty=shared_empty(explainer.masker))
     cls = jnp.asarray(explainer.classes, jnp.int32)
     raw = explainer.net.apply(explainer.params, images)
     phi = normalize(raw, v0[:, cls], v1[:, cls])

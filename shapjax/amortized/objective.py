@@ -52,6 +52,13 @@ def sample_coalitions(n_images: int, n_players: int, n_pairs: int, *, key) -> ja
     return Z.reshape(int(n_images), 2 * int(n_pairs), M)
 
 
+def shared_empty(masker) -> bool:
+    """True when the fully masked image is the same for every image (constant colour, background set)."""
+    from shapjax.image.maskers import Constant
+
+    return isinstance(masker, Constant) or bool(masker.same_for_every_image())
+
+
 def normalize(raw: jax.Array, v0: jax.Array, v1: jax.Array) -> jax.Array:
     """Additive efficiency normalisation: ``raw [B, M, K]`` -> values that sum to ``v1 - v0`` over M."""
     M = raw.shape[1]
@@ -83,11 +90,19 @@ def game_values(model_fn: Callable, images: jax.Array, segments: jax.Array, repl
 
 
 def end_values(model_fn: Callable, images: jax.Array, segments: jax.Array, replacement: jax.Array, *,
-               classes: Optional[jax.Array] = None, n_players: Optional[int] = None):
-    """``(v(empty) [B, K], v(all) [B, K])``: the model on the fully masked and on the unmasked images."""
+               classes: Optional[jax.Array] = None, n_players: Optional[int] = None, shared_empty: bool = False):
+    """``(v(empty) [B, K], v(all) [B, K])``: the model on the fully masked and on the unmasked images.
+
+    ``shared_empty``: the fully masked image is the same for every image (a constant colour, a
+    background set), so the model runs on it once.
+    """
     B = images.shape[0]
     H, W = segments.shape
     M = int(n_players) if n_players is not None else 1
+    if shared_empty:  # the fully masked image does not depend on the image: one evaluation serves the batch
+        empty = compose_rows(images[:1], replacement[:1], segments[None], jnp.zeros((1, M), bool))
+        v0 = _outputs(model_fn, empty, classes)
+        return jnp.broadcast_to(v0, (B, v0.shape[1])), _outputs(model_fn, images[:, None], classes)
     repl = replacement if replacement.shape[0] == B else jnp.broadcast_to(replacement, (B,) + replacement.shape[1:])
     empty = compose_rows(images, repl, jnp.broadcast_to(segments, (B, H, W)), jnp.zeros((B, M), bool))
     v0 = _outputs(model_fn, empty, classes)
@@ -128,7 +143,7 @@ def fastshap_loss(net_apply: Callable, params, model_fn: Callable, images: jax.A
     target = jax.lax.stop_gradient
     Z = sample_coalitions(B, M, n_pairs, key=key)
     vz = target(game_values(model_fn, images, seg, repl, Z, classes=classes))  # [B, P, K]
-    v0, v1 = end_values(model_fn, images, seg, repl, classes=classes, n_players=M)
+    v0, v1 = end_values(model_fn, images, seg, repl, classes=classes, n_players=M, shared_empty=shared_empty(masker))
     v0, v1 = target(v0), target(v1)
     phi = normalize(net_apply(params, images), v0, v1)  # [B, M, K]
     pred = v0[:, None, :] + jnp.einsum("bpm,bmk->bpk", Z.astype(phi.dtype), phi)
@@ -148,7 +163,7 @@ def sample_values(model_fn: Callable, images: jax.Array, *, key, segments: jax.A
         repl = repl[:1]
     Z = sample_coalitions(B, M, n_pairs, key=key)
     vz = game_values(model_fn, images, seg, repl, Z, classes=classes)
-    v0, v1 = end_values(model_fn, images, seg, repl, classes=classes, n_players=M)
+    v0, v1 = end_values(model_fn, images, seg, repl, classes=classes, n_players=M, shared_empty=shared_empty(masker))
     return Z, vz, v0, v1
 
 

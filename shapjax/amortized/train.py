@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,7 @@ from shapjax.image.maskers import Masker
 
 from .explainer import Explainer, build, fingerprint, model_name, segments_hash
 from .network import ExplainerNet, init_params, warm_start
-from .objective import fastshap_loss, sample_values, table_loss
+from .objective import fastshap_loss, sample_values, shared_empty, table_loss
 
 _LOG = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ def train(classifier, images, *, key, segments, masker: Masker, outputs=None, va
             rows = [tab(dynamic, jnp.asarray(xs[i: i + held_bs]), jax.random.fold_in(kk, i))
                     for i in range(0, len(xs), held_bs)]
             tables[part] = tuple(np.concatenate([np.asarray(r[j]) for r in rows]) for j in range(4))
-        log(f"coalition table: {n_pairs} pairs for each of {N} images, {N * (2 * n_pairs + 2):,} model evaluations "
+        log(f"coalition table: {n_pairs} pairs for each of {N} images, {N * (2 * n_pairs + 2):,} model evaluations at most "
             f"[{time.perf_counter() - t_tab:.1f} s]")
 
         @jax.jit
@@ -269,9 +269,14 @@ def train(classifier, images, *, key, segments, masker: Masker, outputs=None, va
                          "value_model": "classifier" if value_model is classifier else "value_model"}}
     meta.update(metadata or {})
     best, best_loss, bad_epochs, history = params, float("inf"), 0, []
-    evals = 0 if tables is None else N * (2 * n_pairs + 2)
-    evals_per_step = batch_size * (2 * n_pairs + 2) if tables is None else 0
-    evals_held = n_held * (2 * n_pairs + 2) if tables is None else 0
+    one = shared_empty(masker)  # v(empty) evaluated once per batch, not per image
+
+    def cost(n_img: int, n_batches: int) -> int:
+        return n_img * (2 * n_pairs + 1) + (n_batches if one else n_img)
+
+    evals = 0 if tables is None else cost(n_train, -(-n_train // held_bs)) + cost(n_held, -(-n_held // held_bs))
+    evals_per_step = cost(batch_size, 1) if tables is None else 0
+    evals_held = cost(n_held, -(-n_held // held_bs)) if tables is None else 0
 
     def explainer_of(p):
         return build(net, p, value_model, segments=seg, masker=masker, classes=classes, n_classes=n_classes,
