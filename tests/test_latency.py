@@ -115,3 +115,12 @@ def test_no_recompilation_inside_a_bucket_explain():
     np.testing.assert_allclose(again.values[:9], first.values, rtol=1e-5, atol=1e-6)
     # the padded images are skipped, the live ones are the same as explained alone
     np.testing.assert_allclose(first.values.sum(1), first.full_values - first.base_values, atol=1e-4)
+
+
+def test_plans_at_4096_players():
+    for method in ("kernel", "leverage"):
+        est = ESTIMATORS[method]
+        n = 2 * 4096 + 2 + 1024
+        assert est.used_evals(4096, n) <= n
+        lay, st = est.layout(4096, n, L.bucket(est.used_evals(4096, n) - 2))
+        assert st.max_unrank <= 2 and int(lay.n_live) == est.used_evals(4096, n) - 2

@@ -83,7 +83,7 @@ def test_polyshap_beats_leverage_at_equal_budget(net10):
     g, ref = net10
     e = {m: np.mean([rel_err(shapjax.shapley(g, 10, key=jax.random.key(s), method=m, n_evals=800).values, ref)
                      for s in range(3)]) for m in ("leverage", "polyshap")}
-    assert e["polyshap"] < 0.6 * e["leverage"], e
+    assert e["polyshap"] < 0.6 * e["leverage"], e  # at 800 evaluations: 0.3x (0.72x at 400)
 
 
 def test_dual_solver_equals_primal():

@@ -58,11 +58,11 @@ class Layout(NamedTuple):
     rank: np.ndarray  # [N] int32 enumeration rank, or index of the pair inside its stratum
     flip: np.ndarray  # [N] bool
     pair: np.ndarray  # [N] int32
-    weight: np.ndarray  # [N] float32
+    weight: np.ndarray  # [N] float64 (cast to floatx in the program)
     pair_rows: np.ndarray  # [J, 2] int32 rows of each pair (padding: 0, 0)
     pair_strata: np.ndarray  # [J] int32 stratum of each pair (padding: S)
-    fpc: np.ndarray  # [S + 1] float32 finite-population correction (padding stratum: 0)
-    size_p: np.ndarray  # [M // 2 + 1] float32 distribution of drawn base sizes
+    fpc: np.ndarray  # [S + 1] float64 finite-population correction (padding stratum: 0)
+    size_p: np.ndarray  # [M // 2 + 1] float64 distribution of drawn base sizes
     n_live: np.ndarray  # [] int32 live rows (they come first)
 
 
@@ -93,9 +93,9 @@ def _enum_rows(M, groups, mass):
             base.append(np.full(C, b, np.int32))
             rank.append(np.arange(C, dtype=np.int32))
             flip.append(np.full(C, s != b))
-            weight.append(np.full(C, mass[s] / C, np.float32))
+            weight.append(np.full(C, mass[s] / C, np.float64))
     cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
-    return cat(base, np.int32), cat(rank, np.int32), cat(flip, bool), cat(weight, np.float32)
+    return cat(base, np.int32), cat(rank, np.int32), cat(flip, bool), cat(weight, np.float64)
 
 
 def make_layout(M: int, n_rows: int, enum_groups, pairs, *, mass, n_strata: int, size_p=None, fpc=None,
@@ -113,7 +113,7 @@ def make_layout(M: int, n_rows: int, enum_groups, pairs, *, mass, n_strata: int,
     rank = np.zeros(N, np.int32)
     flip = np.zeros(N, bool)
     pair = np.zeros(N, np.int32)
-    weight = np.zeros(N, np.float32)
+    weight = np.zeros(N, np.float64)  # float64 on the host: the program casts to floatx
     kind[:E], base[:E], rank[:E], flip[:E], weight[:E] = 0, eb, er, ef, ew
     pair_rows = np.zeros((Jb, 2), np.int32)
     pair_strata = np.full(Jb, n_strata, np.int32)
@@ -126,13 +126,13 @@ def make_layout(M: int, n_rows: int, enum_groups, pairs, *, mass, n_strata: int,
             rank[rows + off] = p[:, 4].astype(np.int32)
             flip[rows + off] = bool(off)
             pair[rows + off] = np.arange(J)
-            weight[rows + off] = p[:, 1 + off].astype(np.float32)
+            weight[rows + off] = p[:, 1 + off]
         pair_rows[:J] = np.stack([rows, rows + 1], 1)
         pair_strata[:J] = p[:, 3].astype(np.int32)
-    fpc_arr = np.zeros(n_strata + 1, np.float32)
+    fpc_arr = np.zeros(n_strata + 1, np.float64)
     if fpc is not None:
         fpc_arr[:n_strata] = fpc
-    sp = np.zeros(M // 2 + 1, np.float32) if size_p is None else np.asarray(size_p, np.float32)
+    sp = np.zeros(M // 2 + 1, np.float64) if size_p is None else np.asarray(size_p, np.float64)
     lay = Layout(kind, base, rank, flip, pair, weight, pair_rows, pair_strata, fpc_arr, sp, np.int32(live))
     static = Static(N, max_unrank(M, N, distinct), J >= 2, bool(distinct), needs_iid(M, distinct))
     return lay, static

@@ -78,7 +78,8 @@ def plan_uncached(n_players: int, n_rows: int, *, size_mass=None):
         total = sum(sum(lev[s] for s in g) for g in open_)
         for g in list(open_):
             share = rows * sum(lev[s] for s in g) / total
-            if regression.group_count(M, g) <= share:
+            count = regression.group_count(M, g)
+            if count <= rows and count <= share:  # (rows first: C(M, s) can overflow a float at large M)
                 enum.append(g)
                 open_.remove(g)
                 rows -= regression.group_count(M, g)
