@@ -208,15 +208,17 @@ def _shapley(value_fn, n_players, *, key, method, n_evals, batch_size, tree, pre
         tol, round_evals = None, None
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", 1)
-    layout, layout_static = None, None
-    if est.layout is not None and M > 1 and tol is None and not under_autodiff(split_model(value_fn, "value_fn")[1]):
-        # the design's length is a bucket of the budget: the budgets of one bucket share one program
-        layout, layout_static = est.layout(M, n_evals, layout_mod.bucket(est.used_evals(M, n_evals) - 2))
-    rows = layout_static.n_rows + 2 if layout is not None else max(n_evals, 2**M if method == "exact" else 0)
+    bucketed = est.layout is not None and M > 1 and tol is None and \
+        not under_autodiff(split_model(value_fn, "value_fn")[1])
+    n_rows = layout_mod.bucket(est.used_evals(M, n_evals) - 2) if bucketed else None
+    rows = n_rows + 2 if bucketed else max(n_evals, 2**M if method == "exact" else 0)
     bs = batch_size or auto_batch_size(rows, M)
     K = output_spec(value_fn, M, min(bs, 8))
     scalar = K is None
     check_design_memory(est, M, round_evals or n_evals, n_games=1, n_outputs=K or 1, players=f"n_players={M}")
+    layout, layout_static = None, None
+    if bucketed:  # the design's length is a bucket of the budget: the budgets of one bucket share one program
+        layout, layout_static = est.layout(M, n_evals, n_rows)
     ks = None
     if method == "partition":
         if tree is None:
