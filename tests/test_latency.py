@@ -122,5 +122,5 @@ def test_plans_at_4096_players():
         est = ESTIMATORS[method]
         n = 2 * 4096 + 2 + 1024
         assert est.used_evals(4096, n) <= n
-        lay, st = est.layout(4096, n, L.bucket(est.used_evals(4096, n) - 2))
+        lay, st = est.layout(4096, n, n_rows=L.bucket(est.used_evals(4096, n) - 2))
         assert st.max_unrank <= 2 and int(lay.n_live) == est.used_evals(4096, n) - 2
