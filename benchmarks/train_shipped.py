@@ -37,7 +37,8 @@ from shapjax import data as data_lib  # noqa: E402
 from shapjax import models  # noqa: E402
 from shapjax.models.train import evaluate, train  # noqa: E402
 
-MNIST_DIR = Path("/work/shared/data/mnist")
+# the MNIST test set in IDX form: point SHAPJAX_MNIST_DIR at the folder holding t10k-*-ubyte.gz
+MNIST_DIR = Path(os.environ.get("SHAPJAX_MNIST_DIR", "/work/shared/data/mnist"))
 WEIGHTS = ROOT / "shapjax" / "models" / "weights"
 ASSETS = ROOT / "shapjax" / "data" / "assets"
 TESTS_DATA = ROOT / "tests" / "data"
