@@ -52,7 +52,7 @@ FULL = {"seeds": 3, "games": [
     {"kind": "soum", "M": 16, "budgets": [256, 1024, 4096, 8192]},
     {"kind": "soum", "M": 32, "budgets": [256, 1024, 4096]},
     {"kind": "soum", "M": 64, "budgets": [256, 1024, 4096]},
-    {"kind": "image", "M": 32, "grid": (4, 8), "images": 1, "seeds": 2, "budgets": [1024, 4096]},
+    {"kind": "image", "M": 32, "grid": (4, 8), "images": 2, "seeds": 2, "budgets": [256, 1024, 4096, 8192]},
 ]}
 QUICK = {"seeds": 2, "games": [
     {"kind": "soum", "M": 16, "budgets": [256, 1024]},
@@ -107,9 +107,19 @@ def _compiled(method: str, M: int, n: int):
     from shapjax.engine.estimators import get_estimator
 
     est = get_estimator(method)
-    design = jax.jit(lambda key: est.design(M, n, key=key).coalitions)
-    solve = jax.jit(lambda key, y, v0, v1: est.solve(est.design(M, n, key=key), y, v0, v1, None))
-    return design, solve, est.used_evals(M, n)
+    if est.layout is None:
+        design = jax.jit(lambda key: est.design(M, n, key=key).coalitions)
+        solve = jax.jit(lambda key, y, v0, v1: est.solve(est.design(M, n, key=key), y, v0, v1, None))
+        return design, solve, est.used_evals(M, n)
+    # kernel / leverage: the layout travels as an argument, as in shapjax.shapley (built into the program as a
+    # constant, XLA constant-folds its gathers: minutes at 2^20 evaluations)
+    from shapjax.engine.estimators import layout as L
+
+    lay, static = est.layout(M, n)
+    design_j = jax.jit(lambda key, lay: L.build(M, lay, static, key=key).coalitions)
+    solve_j = jax.jit(lambda key, lay, y, v0, v1: L.solve(L.build(M, lay, static, key=key), y, v0, v1, None))
+    return ((lambda key: design_j(key, lay)), (lambda key, y, v0, v1: solve_j(key, lay, y, v0, v1)),
+            est.used_evals(M, n))
 
 
 def run_ours(method, f, M, n, seed):
@@ -153,7 +163,7 @@ def run_peer(name, f, M, n, seed):
 # --------------------------------------------------------------------------- driver
 
 
-def _make_games(cfg):
+def _make_games(cfg, ref_evals=REF_EVALS):
     out = []
     clf = data = None
     for g in cfg["games"]:
@@ -183,12 +193,13 @@ def _make_games(cfg):
             else:
                 f = cnn_game(clf, img, seg, M, int(targets[b]))
                 t0 = time.perf_counter()
-                ref, std, _, _ = run_ours("leverage", f, M, REF_EVALS, seed=99)
+                ref, std, _, _ = run_ours("leverage", f, M, ref_evals, seed=99)
                 ref_err = float(np.linalg.norm(std) / np.linalg.norm(ref))
-                log(f"  reference M={M} image {b}: leverage at {REF_EVALS} evals, rel. s.e. {ref_err:.4f} "
+                log(f"  reference M={M} image {b}: leverage at {ref_evals} evals, rel. s.e. {ref_err:.4f} "
                     f"({time.perf_counter() - t0:.0f}s)")
                 inst.append((f, ref, ref_err))
-        out.append({**g, "name": f"mnist-cnn {rows}x{cols} M={M}", "instances": inst, "targets": targets.tolist()})
+        out.append({**g, "name": f"mnist-cnn {rows}x{cols} M={M}", "instances": inst, "targets": targets.tolist(),
+                    "ref_evals": ref_evals})
     return out
 
 
@@ -199,7 +210,7 @@ def _row(n, errs, used, wall):
             "wall_s_median": float(np.median(wall))}
 
 
-def run(*, quick: bool = False, out_dir=None, games=None, name=None) -> dict:
+def run(*, quick: bool = False, out_dir=None, games=None, name=None, ref_evals: int = REF_EVALS) -> dict:
     """Run the benchmark; ``games`` keeps only those keys (``"i16"`` image M=16, ``"s64"`` SOUM M=64, ...)."""
     from benchmarks.peers import _import_error
 
@@ -207,7 +218,7 @@ def run(*, quick: bool = False, out_dir=None, games=None, name=None) -> dict:
     if games:
         cfg = {**cfg, "games": [g for g in cfg["games"] if f"{g['kind'][0]}{g['M']}" in games]}
     t_start = time.perf_counter()
-    games = _make_games(cfg)
+    games = _make_games(cfg, ref_evals)
     results = []
     for g in games:
         M = g["M"]
@@ -242,7 +253,7 @@ def run(*, quick: bool = False, out_dir=None, games=None, name=None) -> dict:
         results.append({"game": g["name"], "kind": g["kind"], "M": M, "budgets": g["budgets"],
                         "instances": len(g["instances"]), "seeds": g.get("seeds", cfg["seeds"]),
                         "reference": "exact" if g["instances"][0][2] is None else
-                        {"method": "leverage", "evals": REF_EVALS,
+                        {"method": "leverage", "evals": g["ref_evals"],
                          "rel_std_err": [inst[2] for inst in g["instances"]]},
                         "estimators": res, "ratios": ratios(res, g["budgets"])})
         _write(quick, out_dir, results, t_start, done=False, name=name)
@@ -318,6 +329,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--games", nargs="*", default=None, help="keys to run: i16 s16 s32 s64 i32 (default: all)")
+    ap.add_argument("--ref-evals", type=int, default=REF_EVALS,
+                    help="evaluations of the leverage reference for image games beyond M=16 (default 2^16)")
     ap.add_argument("--name", default=None, help="result file name (default: estimators[_quick])")
     a = ap.parse_args()
-    run(quick=a.quick, games=a.games, name=a.name)
+    run(quick=a.quick, games=a.games, name=a.name, ref_evals=a.ref_evals)
