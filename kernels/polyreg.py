@@ -93,6 +93,16 @@ def _prep(Z, active):
     return Zf * act[None, :], act
 
 
+def fit_bytes(n_players: int, n_rows: int, orders: Sequence[int] = (2, 3), n_outputs: int = 1) -> int:
+    """Rough peak memory of :func:`poly_fit` in bytes (float32), for refusing a budget before compiling it:
+    the primal form holds the ``N x F`` features and a few ``F x F`` matrices, the dual a few ``N x N``."""
+    M, N, K = int(n_players), int(n_rows), max(int(n_outputs), 1)
+    F = n_features(M, orders)
+    if F <= N:
+        return 4 * (2 * N * F + 3 * F * F + 2 * N * K)
+    return 4 * (5 * N * N + 3 * N * (M + K))
+
+
 def poly_fit(Z, w, y, total, *, orders=(2, 3), lam=None, alpha: float = 1e-4, active=None,
              solver: str = "auto") -> PolyFit:
     """Fit the constrained ridge polynomial; see the module docstring.

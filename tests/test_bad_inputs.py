@@ -143,6 +143,22 @@ def test_a_budget_that_cannot_fit_is_refused_at_once():
     assert time.perf_counter() - t < 30
 
 
+@pytest.mark.parametrize("method", ["polyshap", "regmc"])
+def test_a_polynomial_fit_that_cannot_fit_is_refused(method, monkeypatch):
+    # the design of 30,000 rows x 64 players is ~2 MB, but the fits' systems are N x N (or N x 43,744 features):
+    # once, this budget reached XLA and died with "Out of memory allocating 42649235520 bytes"
+    from shapjax._util import checks
+
+    monkeypatch.setattr(checks, "available_memory", lambda: 8 * 2**30)
+    with pytest.raises(ValueError, match=rf"n_evals: method='{method}' .* needs about .* of memory"):
+        shapjax.shapley(_additive, 64, key=KEY, method=method, n_evals=30_000)
+    from shapjax.engine.estimators import ESTIMATORS
+
+    est = ESTIMATORS[method]
+    assert est.solve_bytes(64, 30_000, 1) > 4 * 30_000**2 > est.solve_bytes(64, 1_000, 1)
+    assert est.solve_bytes(16, 2_048, 1) < 10**8  # the budgets people use stay allowed
+
+
 def test_huge_segment_ids_fail_fast_without_allocating():
     seg = np.zeros((8, 8), np.int64)
     seg[0, 0] = 10**12

@@ -68,10 +68,13 @@ def check_design_memory(est, n_players: int, n_evals: int, *, n_games: int, n_ou
     """Refuse a budget whose design and game values cannot fit in memory (before it is built).
 
     The design is ``rows x M`` bool plus a float weight per row; the values are
-    ``n_games x rows x K`` float32 (the chunked model activations come on top).
+    ``n_games x rows x K`` float32 (the chunked model activations come on top); estimators whose
+    solve grows faster (``Estimator.solve_bytes``: polyshap, regmc) add its peak per game.
     """
     rows = 2**n_players if est.name == "exact" else est.used_evals(n_players, n_evals) if n_players > 1 else 2
     nbytes = rows * (n_players + 8) + 4 * rows * max(n_outputs, 1) * max(n_games, 1)
+    if est.solve_bytes is not None and n_players > 1:  # the polynomial fits' N x N systems, one per game
+        nbytes += est.solve_bytes(n_players, n_evals, max(n_outputs, 1)) * max(n_games, 1)
     check_memory(nbytes, f"method={est.name!r} with {players} and n_evals={n_evals:,} ({rows:,} coalitions)")
 
 

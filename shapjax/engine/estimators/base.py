@@ -49,6 +49,9 @@ class Estimator(NamedTuple):
       layout: optional ``(M, n_evals, n_rows) -> (layout, static)``: the design as host data of a
         bucketed length (:mod:`shapjax.engine.estimators.layout`), so budgets of one bucket share
         one compiled program; ``build(M, layout, static, *, key) -> Design`` makes it in the program.
+      solve_bytes: optional ``(M, n_evals, n_outputs) -> int``, rough peak memory of one game's solve
+        where it grows faster than the design (the polynomial fits' ``N x N`` systems), so that a
+        budget that cannot fit is refused before it is compiled.
     """
 
     name: str
@@ -61,6 +64,7 @@ class Estimator(NamedTuple):
     estimates: str = "shapley"
     layout: Optional[Callable] = None
     build: Optional[Callable] = None
+    solve_bytes: Optional[Callable] = None
 
     @property
     def shapley(self) -> bool:

@@ -58,7 +58,7 @@ from __future__ import annotations
 from shapjax.engine.estimators import leverage
 from shapjax.engine.estimators.base import Estimator
 from shapjax.engine.estimators.kernel import min_evals as kernel_min_evals
-from shapjax.kernels.polyreg import n_features, poly_fit
+from shapjax.kernels.polyreg import fit_bytes, n_features, poly_fit
 
 #: Interaction orders of the frontier and the relative ridge on their coefficients.
 ORDERS = (2, 3)
@@ -84,10 +84,16 @@ def min_evals(M: int) -> int:
     return kernel_min_evals(M)
 
 
+def solve_bytes(M: int, n_evals: int, n_outputs: int = 1) -> int:
+    """Peak memory of the fit on all the design's rows (:func:`shapjax.kernels.polyreg.fit_bytes`)."""
+    return fit_bytes(M, leverage.used_evals(M, n_evals) - 2, ORDERS, n_outputs)
+
+
 ESTIMATOR = Estimator(
     name="polyshap",
     min_evals=min_evals,
     used_evals=leverage.used_evals,
     design=leverage.design,
     solve=solve,
+    solve_bytes=solve_bytes,
 )

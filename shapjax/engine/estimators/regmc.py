@@ -50,7 +50,7 @@ import numpy as np
 from shapjax.engine.estimators import leverage, polyshap
 from shapjax.engine.estimators.base import Design, Estimator
 from shapjax.engine.estimators.kernel import min_evals as kernel_min_evals
-from shapjax.kernels.polyreg import poly_fit
+from shapjax.kernels.polyreg import fit_bytes, n_features, poly_fit
 
 
 class Half(NamedTuple):
@@ -163,6 +163,16 @@ def solve(design_: Design, y, v_empty, v_full, active):
     return phi, std
 
 
+def solve_bytes(M: int, n_evals: int, n_outputs: int = 1) -> int:
+    """Two fits on half the rows each, and each fit's prediction on all rows (``N x N/2`` in the dual form)."""
+    N = leverage.used_evals(M, n_evals) - 2
+    n_enum, halves = _halves(M, n_evals)
+    half = max(len(h.fit_rows) for h in halves)
+    F = n_features(M, polyshap.ORDERS)
+    predict = 4 * N * (half if F > half else F)
+    return 2 * (fit_bytes(M, half, polyshap.ORDERS, n_outputs) + predict)
+
+
 def min_evals(M: int) -> int:
     """``2M + 2``: the singletons and their complements are enumerated (full rank), as in :mod:`.kernel`."""
     return kernel_min_evals(M)
@@ -174,4 +184,5 @@ ESTIMATOR = Estimator(
     used_evals=leverage.used_evals,
     design=design,
     solve=solve,
+    solve_bytes=solve_bytes,
 )
