@@ -111,12 +111,15 @@ def layout(n_players: int, n_evals: int, *, n_rows: int | None = None, size_mass
     groups = regression.size_groups(M)
     gid = {g: i for i, g in enumerate(groups)}
     fpc = np.ones(len(groups))
-    pairs = []
-    for g, k in sampled:
-        s = g[0]
-        w = (mass[s] / k, mass[M - s] / k) if len(g) == 2 else (mass[s] / (2 * k),) * 2
-        fpc[gid[g]] = max(0.0, 1.0 - k / math.comb(M, s))
-        pairs += [(s, w[0], w[1], gid[g], t) for t in range(k)]
+    s = np.array([g[0] for g, _ in sampled], np.int64)
+    k = np.array([k for _, k in sampled], np.int64)
+    two = np.array([len(g) == 2 for g, _ in sampled], bool)
+    sid = np.array([gid[g] for g, _ in sampled], np.int64)
+    # a pair of sizes (s, M - s) gives each side its own mass / k; a middle size splits its mass over both
+    w_z = np.where(two, mass[s] / k, mass[s] / (2 * k))
+    w_c = np.where(two, mass[M - s] / k, w_z)
+    fpc[sid] = [max(0.0, 1.0 - int(kk) / math.comb(M, int(ss))) for ss, kk in zip(s, k)]
+    pairs = L.pairs_of_strata(s, w_z, w_c, sid, k)
     live = used_evals(M, n_evals, size_mass=size_mass) - 2
     return L.make_layout(M, live if n_rows is None else n_rows, enum, pairs, mass=mass, n_strata=len(groups),
                          fpc=fpc, distinct=True)
