@@ -137,6 +137,20 @@ def used_evals(M, n_evals, *, size_mass=None, **options):
     return sum(regression.group_count(M, g) for g in enum) + sum(2 * k for _, k in sampled) + 2
 
 
+def with_size_mass(size_mass_of):
+    """``(design, used_evals)`` of this design with the allocation target ``size_mass_of(M)`` (``[M+1]``) in place
+    of the leverage mass (see :func:`plan`): all an estimator needs that keeps the design and only re-weights the
+    sizes (:mod:`.svarm`)."""
+
+    def design_(n_players: int, n_evals: int, *, key) -> Design:
+        return design(n_players, n_evals, key=key, size_mass=size_mass_of(n_players))
+
+    def used_evals_(M, n_evals, **options):
+        return used_evals(M, n_evals, size_mass=size_mass_of(M))
+
+    return design_, used_evals_
+
+
 def min_evals(M: int) -> int:
     """``2M + 2``: the singleton group is enumerated first (full rank at every budget), as in :mod:`.kernel`."""
     return kernel_min_evals(M)
