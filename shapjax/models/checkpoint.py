@@ -18,7 +18,6 @@ from shapjax._util.io import read_metadata as read_json_metadata
 
 from .classifier import ARCHITECTURES, Classifier, _tuplify
 
-
 _paths = checkpoint_paths  # (PATH.msgpack, PATH.json); the CLI uses the name
 
 
