@@ -32,7 +32,7 @@ import numpy as np
 from shapjax._util.precision import floatx
 from shapjax.engine.estimators.base import Design
 from shapjax.engine.estimators.regression import RegressionAux
-from shapjax.engine.samplers import comb_table, distinct_ranks, random_subsets, unrank_varsize
+from shapjax.engine.samplers import distinct_ranks, random_subsets, unrank_varsize
 from shapjax.kernels.wls import constrained_wls
 
 #: Subsets of one size with more combinations than this are drawn i.i.d. (ranks no longer fit int32).
