@@ -17,15 +17,10 @@ Goal: ``ratio = explain / ceiling <= 1.2`` at M <= 1024. Run: ``python -m benchm
 """
 from __future__ import annotations
 
-import json
-import sys
-import time
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from benchmarks.common import RESULTS_DIR, log, median, write_result
+from benchmarks.common import log, machine_line, main_quick, steady_seconds
 
 GRIDS = (4, 8, 16, 32, 64)
 QUICK_GRIDS = (4, 16)
@@ -33,13 +28,7 @@ METHODS = ("kernel", "leverage")
 
 
 def _time(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())  # compile + first run
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        ts.append(time.perf_counter() - t0)
-    return median(ts)
+    return steady_seconds(fn, repeats=repeats, statistic="median")  # after the compile + first run
 
 
 def run(quick: bool = False) -> dict:
@@ -48,7 +37,6 @@ def run(quick: bool = False) -> dict:
     from shapjax.engine.estimators import ESTIMATORS
     from shapjax.engine.estimators import layout as L
     from shapjax.engine.estimators.layout import bucket
-    from shapjax.engine.shapley import with_ends
 
     clf = models.small_cnn(key=jax.random.key(0), input_shape=(64, 64, 1), widths=(8, 16, 32), hidden=64)
     x = jax.random.uniform(jax.random.key(1), (1, 64, 64, 1))
@@ -93,17 +81,11 @@ def run(quick: bool = False) -> dict:
             rows.append(row)
             log(f"M={M} {method}: explain {t_explain:.3f} s, ceiling {t_ceiling:.3f} s, ratio {row['ratio']:.2f}; "
                 f"engine {t_trivial:.3f} s (design {t_design:.3f}, solve {t_solve:.3f})")
-    path = write_result("ceiling_cpu", {"rows": rows, "quick": quick, "goal": "ratio <= 1.2 at M <= 1024"})
-    _markdown(json.loads(path.read_text()))
-    return {"rows": rows}
+    return {"rows": rows, "quick": quick, "goal": "ratio <= 1.2 at M <= 1024"}
 
 
-def _markdown(res: dict) -> None:
-    m = res["machine"]
-    lines = [f"# explain against the forward-pass ceiling by number of players ({m.get('cpu_model', '?')}, "
-             f"{m.get('cpu_cores_usable', '?')} cores, JAX {m.get('versions', {}).get('jax', '?')} "
-             f"{m.get('jax_backend', '')}, {m.get('date', '')[:10]}, load average at the end "
-             f"{m.get('load_average_end', '?')})", "",
+def markdown(m: dict, res: dict) -> str:
+    lines = [f"# explain against the forward-pass ceiling by number of players ({machine_line(m)})", "",
              "narrow small CNN (widths 8, 16, 32) on one 64x64 image, grid segments, `outputs='top-1'`, budget "
              "2M + 2 + 1024; steady-state "
              "seconds (median of the repeats: 3 up to M = 256, 1 above). `engine` = explain with a trivial model "
@@ -115,8 +97,12 @@ def _markdown(res: dict) -> None:
         lines.append(f"| {r['M']} | {r['method']} | {r['used_evals']} | {r['explain_s']:.3f} | {r['ceiling_s']:.3f} | "
                      f"{r['ratio']:.2f}{miss} | {r['engine_s']:.3f} | {r['design_s']:.4f} | {r['solve_s']:.4f} | "
                      f"{r['compose_s']:.3f} | {r['engine_share']:.2f} |")
-    (RESULTS_DIR / "ceiling_cpu.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    main_quick(__doc__, "ceiling_cpu", run, markdown, argv)
 
 
 if __name__ == "__main__":
-    run(quick="--quick" in sys.argv)
+    main()

@@ -5,7 +5,9 @@ captum, torch) are imported lazily by the peer benchmarks only.
 """
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
+import importlib
 import importlib.metadata as _md
 import json
 import os
@@ -124,6 +126,42 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def machine_line(m: dict, *, libs: Sequence[str] = ()) -> str:
+    """``CPU, N cores, JAX version backend[, lib version...], date, load average at the end a, b, c`` of a result
+    file's machine record (the parenthesis of a result table's title)."""
+    v = m.get("versions") or {}
+    load = m.get("load_average_end") or []
+    parts = [str(m.get("cpu_model", "?")), f"{m.get('cpu_cores_usable', '?')} cores",
+             f"JAX {v.get('jax') or '?'} {m.get('jax_backend', '')}".rstrip()]
+    parts += [f"{lib} {v.get(lib) or '?'}" for lib in libs]
+    parts += [str(m.get("date", ""))[:10], "load average at the end " + (", ".join(f"{x:.1f}" for x in load) or "?")]
+    return ", ".join(parts)
+
+
+def write_report(name: str, payload: dict, markdown: Callable[[dict, dict], str], *,
+                 out_dir: Path | str = RESULTS_DIR) -> str:
+    """``out_dir/name.json`` (:func:`write_result`: ``payload`` plus the machine record) and ``out_dir/name.md``
+    = ``markdown(machine, payload)``, the machine record as stored in the JSON file; returns the markdown."""
+    path = write_result(name, payload, out_dir=out_dir)
+    machine = json.loads(path.read_text())["machine"]
+    md = markdown(machine, payload)
+    (Path(out_dir) / f"{name}.md").write_text(md)
+    return md
+
+
+def main_quick(doc: str, name: str, run: Callable[..., dict], markdown: Callable[[dict, dict], str],
+               argv=None) -> str:
+    """The command line of a benchmark ``run(quick=...)``: ``[--quick] [--out DIR]``; writes
+    ``DIR/name.json`` + ``.md`` (:func:`write_report`), prints the markdown and returns it."""
+    ap = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="the small configuration")
+    ap.add_argument("--out", default=str(RESULTS_DIR), help="results folder (default: benchmarks/results)")
+    a = ap.parse_args(argv)
+    md = write_report(name, run(quick=a.quick), markdown, out_dir=a.out)
+    print(md)
+    return md
+
+
 # --------------------------------------------------------------------------- timing
 
 
@@ -137,6 +175,22 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def median(xs: Sequence[float]) -> float:
     return float(np.median(np.asarray(xs, dtype=np.float64)))
+
+
+def steady_seconds(fn: Callable[..., Any], *args, repeats: int = 3, statistic: str = "best") -> float:
+    """Seconds of ``fn(*args)`` (its JAX arrays blocked on) after one warm-up call (compilation and first run):
+    the best (``"best"``) or the median (``"median"``) of ``repeats`` calls."""
+    jax.block_until_ready(fn(*args))
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        ts.append(time.perf_counter() - t0)
+    if statistic == "best":
+        return min(ts)
+    if statistic == "median":
+        return median(ts)
+    raise ValueError(f"statistic: expected 'best' or 'median', got {statistic!r}")
 
 
 class PeakRSS:
@@ -218,6 +272,18 @@ def memory_analysis_mib(compiled) -> dict[str, float] | None:
             "generated_code_mib": mib(getattr(m, "generated_code_size_in_bytes", 0))}
 
 
+def run_worker(script: str, *args, timeout: float) -> Any:
+    """Run ``python -c script args...`` in a fresh process; returns the JSON its last ``RESULT {...}`` stdout
+    line carries (a ``RuntimeError`` with the end of its stderr when it fails)."""
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr[-2000:])
+    return json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1][len("RESULT "):])
+
+
 # --------------------------------------------------------------------------- explain internals
 
 
@@ -225,50 +291,60 @@ class _Captured(Exception):
     pass
 
 
-def capture_explain_program(model_fn, images, **explain_kwargs):
-    """The jitted program behind one :func:`shapjax.explain` call, with its arguments.
+def capture_program(module: str, impl: str, call: Callable[[], Any], *, what: str | None = None):
+    """The jitted function ``module.impl`` and the arguments ``call()`` hands it: ``(jitted_fn, args, kwargs)``.
 
-    Runs ``explain``'s host-side preparation with the compiled core swapped
-    for a recorder, and returns ``(jitted_fn, args, kwargs)`` so the program
-    can be lowered and compiled ahead of time (compile time measured apart
-    from run time; the compiled executable lands in the same cache that the
-    next ``explain`` call uses).
+    Runs ``call`` (the host-side preparation of a library call) with ``module.impl`` swapped for a
+    recorder that stops the call there, so the program can be lowered and compiled ahead of time
+    (compile time measured apart from run time; the executable lands in the cache that the next
+    call uses).
     """
-    import importlib
-
-    import shapjax
-
-    ex = importlib.import_module("shapjax.image.explain")  # the module (shapjax.explain is also the function)
-
-    orig = ex._explain_impl
+    mod = importlib.import_module(module)
+    orig = getattr(mod, impl)
     box: dict[str, Any] = {}
 
     def recorder(*args, **kwargs):
         box["args"], box["kwargs"] = args, kwargs
         raise _Captured
 
-    ex._explain_impl = recorder
+    setattr(mod, impl, recorder)
     try:
-        shapjax.explain(model_fn, images, **explain_kwargs)
+        call()
     except _Captured:
         pass
     finally:
-        ex._explain_impl = orig
-    if "args" not in box:  # pragma: no cover - explain changed shape
-        raise RuntimeError("could not capture shapjax.explain's compiled program")
+        setattr(mod, impl, orig)
+    if "args" not in box:  # pragma: no cover - the library changed shape
+        raise RuntimeError(f"could not capture {what or module + '.' + impl}'s compiled program")
     return orig, box["args"], box["kwargs"]
 
 
-def compile_explain(model_fn, images, **explain_kwargs) -> dict[str, Any]:
-    """Trace, lower and compile explain's program; returns times (s), chunk size and XLA memory."""
-    fn, args, kwargs = capture_explain_program(model_fn, images, **explain_kwargs)
+def compile_timed(fn, args, kwargs) -> tuple[dict[str, float], Any]:
+    """Trace+lower, then compile ``fn(*args, **kwargs)`` ahead of time: ``({trace_lower_s, compile_s,
+    total_compile_s}, compiled)``."""
     t0 = time.perf_counter()
     lowered = fn.lower(*args, **kwargs)
     t1 = time.perf_counter()
     compiled = lowered.compile()
     t2 = time.perf_counter()
-    return {"trace_lower_s": t1 - t0, "compile_s": t2 - t1, "total_compile_s": t2 - t0,
-            "batch_size": int(kwargs["batch_size"]), "xla_memory": memory_analysis_mib(compiled)}
+    return {"trace_lower_s": t1 - t0, "compile_s": t2 - t1, "total_compile_s": t2 - t0}, compiled
+
+
+def capture_explain_program(model_fn, images, **explain_kwargs):
+    """The jitted program behind one :func:`shapjax.explain` call, with its arguments
+    (:func:`capture_program` of ``shapjax.image.explain._explain_impl``)."""
+    import shapjax
+
+    # the module by name: shapjax.image.explain is also the function
+    return capture_program("shapjax.image.explain", "_explain_impl",
+                           lambda: shapjax.explain(model_fn, images, **explain_kwargs), what="shapjax.explain")
+
+
+def compile_explain(model_fn, images, **explain_kwargs) -> dict[str, Any]:
+    """Trace, lower and compile explain's program; returns times (s), chunk size and XLA memory."""
+    fn, args, kwargs = capture_explain_program(model_fn, images, **explain_kwargs)
+    times, compiled = compile_timed(fn, args, kwargs)
+    return {**times, "batch_size": int(kwargs["batch_size"]), "xla_memory": memory_analysis_mib(compiled)}
 
 
 # --------------------------------------------------------------------------- host-callable model

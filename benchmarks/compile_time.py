@@ -12,23 +12,16 @@ at M <= 64, and a game whose parameters change does not recompile.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
-import json
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import RESULTS_DIR, backend, compile_explain, write_result
+from benchmarks.common import backend, capture_program, compile_explain, compile_timed, machine_line, main_quick
 
 GOAL_S = 5.0
 N_EVALS = 2048
-
-
-class _Captured(Exception):
-    pass
 
 
 def _net(p, z):
@@ -47,26 +40,9 @@ def compile_shapley(value_fn, n_players, **kw) -> dict:
     """Trace+lower and compile the program of one ``shapley`` call (captured, ahead of time)."""
     import shapjax
 
-    sh = importlib.import_module("shapjax.engine.shapley")
-    orig, box = sh._shapley_impl, {}
-
-    def recorder(*args, **kwargs):
-        box["args"], box["kwargs"] = args, kwargs
-        raise _Captured
-
-    sh._shapley_impl = recorder
-    try:
-        shapjax.shapley(value_fn, n_players, **kw)
-    except _Captured:
-        pass
-    finally:
-        sh._shapley_impl = orig
-    t0 = time.perf_counter()
-    lowered = orig.lower(*box["args"], **box["kwargs"])
-    t1 = time.perf_counter()
-    lowered.compile()
-    t2 = time.perf_counter()
-    return {"trace_lower_s": t1 - t0, "compile_s": t2 - t1, "total_compile_s": t2 - t0}
+    fn, args, kwargs = capture_program("shapjax.engine.shapley", "_shapley_impl",
+                                       lambda: shapjax.shapley(value_fn, n_players, **kw))
+    return compile_timed(fn, args, kwargs)[0]
 
 
 def _recompiles_shapley(M, method, extra) -> int:
@@ -137,22 +113,15 @@ def table(result) -> str:
     return "\n".join(out)
 
 
+def markdown(m: dict, result: dict) -> str:
+    return (f"# Compile time per estimator ({machine_line(m)})\n\n`python -m benchmarks.compile_time`: one program per "
+            f"row, traced, lowered and compiled ahead of time (n_evals={N_EVALS}); then the same call with new parameter "
+            "values and a new key, counting new cache entries of the compiled core (0 = no recompilation; '-' not "
+            "checked). The machine was shared with other jobs: times are upper bounds.\n\n" + table(result) + "\n")
+
+
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args(argv)
-    result = run(quick=args.quick)
-    name = f"compile_time_{backend()}"
-    path = write_result(name, result)
-    m = json.loads(path.read_text())["machine"]
-    md = (f"# Compile time per estimator ({m['cpu_model']}, {m['cpu_cores_usable']} cores, JAX "
-          f"{m['versions'].get('jax')} {m['jax_backend']}, {m['date'][:10]}, load average at the end "
-          f"{m['load_average_end'][0]:.1f})\n\n`python -m benchmarks.compile_time`: one program per row, traced, "
-          f"lowered and compiled ahead of time (n_evals={N_EVALS}); then the same call with new parameter values "
-          "and a new key, counting new cache entries of the compiled core (0 = no recompilation; '-' not "
-          "checked). The machine was shared with other jobs: times are upper bounds.\n\n" + table(result) + "\n")
-    (RESULTS_DIR / f"{name}.md").write_text(md)
-    print(md)
+    main_quick(__doc__, f"compile_time_{backend()}", run, markdown, argv)
 
 
 if __name__ == "__main__":

@@ -14,23 +14,10 @@ Goal (issue 11): explain's gradient within 1.5x of the direct one.
 """
 from __future__ import annotations
 
-import argparse
-import time
-
 import jax
 import jax.numpy as jnp
 
-from benchmarks.common import RESULTS_DIR, backend, write_result
-
-
-def _time(f, *args, repeats: int = 3) -> float:
-    jax.block_until_ready(f(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        best = min(best, time.perf_counter() - t)
-    return best
+from benchmarks.common import backend, machine_line, main_quick, steady_seconds
 
 
 def run(quick: bool = False) -> dict:
@@ -60,16 +47,16 @@ def run(quick: bool = False) -> dict:
         def loss_direct(params):
             return jnp.sum(clf.apply(params, X)[:, 0] ** 2)
 
-        direct = _time(jax.jit(jax.grad(loss_direct)), clf.params)
-        through = _time(jax.jit(jax.grad(loss_explain)), clf.params)
-        forward = _time(jax.jit(loss_explain), clf.params)
+        direct = steady_seconds(jax.jit(jax.grad(loss_direct)), clf.params)
+        through = steady_seconds(jax.jit(jax.grad(loss_explain)), clf.params)
+        forward = steady_seconds(jax.jit(loss_explain), clf.params)
         # the rolled loop explain used before: force it by hiding the autodiff from the chunk policy
         rolled = float("nan")
         if n_evals == 512:  # minutes per call at larger budgets: measured once, at the smallest
             orig = explain_mod.under_autodiff
             explain_mod.under_autodiff = lambda *a: False
             try:
-                rolled = _time(jax.jit(jax.grad(loss_explain)), clf.params, repeats=1)
+                rolled = steady_seconds(jax.jit(jax.grad(loss_explain)), clf.params, repeats=1)
             finally:
                 explain_mod.under_autodiff = orig
         rows.append({"model": "mnist-cnn", "n_evals": n_evals, "segments": "grid 4x4", "direct_grad_s": direct,
@@ -88,21 +75,15 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown(m: dict, result: dict) -> str:
+    return (f"# Gradients through explain ({machine_line(m)})\n\n`jax.grad` of a loss of `explain(...).values` against "
+            "`jax.grad` of the same loss structure on the same composed images evaluated directly; steady state, best "
+            "of 3, one process. 'rolled loop' is the chunk loop explain used before it unrolled under autodiff.\n\n"
+            + table(result) + "\n")
+
+
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args(argv)
-    result = run(quick=args.quick)
-    name = f"grad_through_explain_{backend()}"
-    path = write_result(name, result)
-    m = __import__("json").loads(path.read_text())["machine"]
-    md = (f"# Gradients through explain ({m['cpu_model']}, {m['cpu_cores_usable']} cores, "
-          f"JAX {m['versions'].get('jax')} {m['jax_backend']}, {m['date'][:10]}, load average at the end "
-          f"{m['load_average_end'][0]:.1f})\n\n`jax.grad` of a loss of `explain(...).values` against `jax.grad` of the same loss "
-          "structure on the same composed images evaluated directly; steady state, best of 3, one process. "
-          "'rolled loop' is the chunk loop explain used before it unrolled under autodiff.\n\n" + table(result) + "\n")
-    (RESULTS_DIR / f"{name}.md").write_text(md)
-    print(md)
+    main_quick(__doc__, f"grad_through_explain_{backend()}", run, markdown, argv)
 
 
 if __name__ == "__main__":

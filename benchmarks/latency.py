@@ -15,13 +15,10 @@ Goal: warm ``first`` within 1.5x of ``second``. Run: ``python -m benchmarks.late
 """
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import tempfile
 import time
 
-from benchmarks.common import RESULTS_DIR, log, write_result
+from benchmarks.common import log, machine_line, main_quick, run_worker
 
 MODELS = {"small-cnn": {"build": "small_cnn", "budget": 480, "delta": 24},
           "resnet18-32": {"build": "resnet18", "budget": 240, "delta": 10}}
@@ -58,12 +55,7 @@ print("RESULT " + json.dumps(out))
 
 def _run(cache: str, build: str, method: str, grid: int, budget: int, delta: int) -> dict:
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", _WORKER, cache, build, method, str(grid), str(budget), str(delta)],
-                       capture_output=True, text=True, timeout=900)
-    if p.returncode != 0:
-        raise RuntimeError(p.stderr[-2000:])
-    line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    res = json.loads(line[len("RESULT "):])
+    res = run_worker(_WORKER, cache, build, method, grid, budget, delta, timeout=900)
     res["process_seconds"] = round(time.perf_counter() - t0, 2)
     return res
 
@@ -90,17 +82,11 @@ def run(quick: bool = False) -> dict:
                 log(f"{model} M={M} {method}: cold {row['cold_first_s']:.2f} s, warm {row['warm_first_s']:.2f} s, "
                     f"second {row['second_s']:.2f} s, bucket {row['bucket_s']:.2f} s "
                     f"({row['bucket_explain_compiles']} recompiles), warm/steady {row['warm_over_steady']:.2f}")
-    path = write_result("latency_cpu", {"rows": rows, "quick": quick, "goal": "warm first <= 1.5x second; "
-                                        "0 explain compilations inside a bucket"})
-    _markdown(json.loads(path.read_text()))
-    return {"rows": rows}
+    return {"rows": rows, "quick": quick, "goal": "warm first <= 1.5x second; 0 explain compilations inside a bucket"}
 
 
-def _markdown(res: dict) -> None:
-    m = res["machine"]
-    lines = [f"# Latency of one explanation ({m.get('cpu_model', '?')}, {m.get('cpu_cores_usable', '?')} cores, "
-             f"JAX {m.get('versions', {}).get('jax', '?')} {m.get('jax_backend', '')}, "
-             f"{m.get('date', '')[:10]}, load average at the end {m.get('load_average_end', '?')})", "",
+def markdown(m: dict, res: dict) -> str:
+    lines = [f"# Latency of one explanation ({machine_line(m)})", "",
              "One image, `outputs='top-1'`, grid segments; seconds until the values are on the host. `cold`: first "
              "call in a fresh process with an empty persistent cache; `warm`: first call in a fresh process whose "
              "cache holds the cold run's programs; `second`: same budget again; `bucket`: another budget of the same "
@@ -111,8 +97,12 @@ def _markdown(res: dict) -> None:
         lines.append(f"| {r['model']} | {r['M']} | {r['method']} | {r['budget']} | {r['cold_first_s']:.2f} | "
                      f"{r['warm_first_s']:.2f} | {r['second_s']:.3f} | {r['bucket_s']:.3f} ({r['bucket_budget']}) | "
                      f"{r['bucket_explain_compiles']} | {r['warm_over_steady']:.2f} |")
-    (RESULTS_DIR / "latency_cpu.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    main_quick(__doc__, "latency_cpu", run, markdown, argv)
 
 
 if __name__ == "__main__":
-    run(quick="--quick" in sys.argv)
+    main()

@@ -13,12 +13,10 @@ counts too) and the second (steady state). All processes run one after the other
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 import time
 
-from benchmarks.common import RESULTS_DIR, log, write_result
+from benchmarks.common import RESULTS_DIR, log, machine_line, run_worker, write_report
 
 METHODS = (("shapjax", "kernel"), ("shapjax", "leverage"), ("shapjax", "antithetic"), ("shap", "PermutationExplainer"))
 ACC_NAME = {"kernel": "shapjax.kernel", "leverage": "shapjax.leverage", "antithetic": "shapjax.antithetic",
@@ -64,11 +62,7 @@ print("RESULT " + json.dumps(out))
 
 
 def _run(cache, lib, method, budget):
-    p = subprocess.run([sys.executable, "-c", _WORKER, cache, lib, method, str(budget)], capture_output=True,
-                       text=True, timeout=1200)
-    if p.returncode != 0:
-        raise RuntimeError(p.stderr[-2000:])
-    return json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
+    return run_worker(_WORKER, cache, lib, method, budget, timeout=1200)
 
 
 def run() -> dict:
@@ -88,17 +82,13 @@ def run() -> dict:
         rows.append(row)
         log(f"{lib} {method} @ {budget}: cold {cold['first']:.2f} s, warm {warm['first']:.2f} s, "
             f"steady {warm['second']:.2f} s")
-    path = write_result("time_to_1pct_cpu", {"rows": rows, "game": acc.get("game"), "M": acc["games"][0]["M"]})
-    _markdown(json.loads(path.read_text()))
+    write_report("time_to_1pct_cpu", {"rows": rows, "game": acc.get("game"), "M": acc["games"][0]["M"]}, markdown)
     return {"rows": rows}
 
 
-def _markdown(res):
-    m = res["machine"]
+def markdown(m: dict, res: dict) -> str:
     shap_row = next(r for r in res["rows"] if r["library"] == "shap")
-    lines = [f"# Time to 1 % error, compilation counted ({m.get('cpu_model', '?')}, {m.get('cpu_cores_usable', '?')} "
-             f"cores, JAX {m.get('versions', {}).get('jax', '?')}, shap {m.get('versions', {}).get('shap', '?')}, "
-             f"{m.get('date', '')[:10]}, load average at the end {m.get('load_average_end', '?')})", "",
+    lines = [f"# Time to 1 % error, compilation counted ({machine_line(m, libs=('shap',))})", "",
              f"Game: {res['game']} (M = {res['M']}). Budget = evaluations to a mean relative error of 1 % "
              "(`accuracy.json`; `~` interpolated or extrapolated there). One image; seconds of the first call in a "
              "fresh process with an empty (`cold`) or filled (`warm`) persistent compilation cache, and of the "
@@ -110,8 +100,15 @@ def _markdown(res):
                      f"{r['cold_first_s']:.2f} | {r['warm_first_s']:.2f} | {r['steady_s']:.3f} | "
                      f"{shap_row['cold_first_s'] / r['cold_first_s']:.2f} | "
                      f"{shap_row['warm_first_s'] / r['warm_first_s']:.2f} |")
-    (RESULTS_DIR / "time_to_1pct_cpu.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.strip().splitlines()[0]).parse_args(argv)  # --help, no options
+    run()
 
 
 if __name__ == "__main__":
-    run()
+    main()

@@ -12,8 +12,6 @@
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import time
 
@@ -21,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import RESULTS_DIR, backend, write_result
+from benchmarks.common import backend, machine_line, main_quick
 
 
 def precision_rows(M: int = 10):
@@ -139,19 +137,13 @@ def tables(result) -> str:
     return "\n".join(out)
 
 
+def markdown(m: dict, result: dict) -> str:
+    return (f"# precision, tol and ControlSHAP ({machine_line(m)})\n\n`python -m benchmarks.tolerance`\n\n"
+            + tables(result) + "\n")
+
+
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args(argv)
-    result = run(quick=args.quick)
-    name = f"tolerance_{backend()}"
-    path = write_result(name, result)
-    m = json.loads(path.read_text())["machine"]
-    md = (f"# precision, tol and ControlSHAP ({m['cpu_model']}, {m['cpu_cores_usable']} cores, JAX "
-          f"{m['versions'].get('jax')} {m['jax_backend']}, {m['date'][:10]}, load average at the end "
-          f"{m['load_average_end'][0]:.1f})\n\n`python -m benchmarks.tolerance`\n\n" + tables(result) + "\n")
-    (RESULTS_DIR / f"{name}.md").write_text(md)
-    print(md)
+    main_quick(__doc__, f"tolerance_{backend()}", run, markdown, argv)
 
 
 if __name__ == "__main__":

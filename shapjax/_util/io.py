@@ -1,4 +1,4 @@
-"""Files: atomic writes (a temporary file moved into place)."""
+"""Files: atomic writes (a temporary file moved into place) and the JSON metadata beside checkpoints."""
 from __future__ import annotations
 
 
@@ -25,3 +25,38 @@ def atomic_write(path, write) -> str:
             os.unlink(tmp)
         raise
     return path
+
+
+def checkpoint_paths(path) -> tuple:
+    """``(PATH.msgpack, PATH.json)`` of a checkpoint named by its ``.msgpack`` file, its ``.json`` file or its stem."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.suffix == ".json":
+        p = p.with_suffix(".msgpack")
+    elif p.suffix != ".msgpack":
+        p = p.with_name(p.name + ".msgpack")
+    return p, p.with_suffix(".json")
+
+
+def read_metadata(meta_path, *, what: str, kind: str, check) -> dict:
+    """The JSON object in ``meta_path`` (the ``.json`` file beside a ``.msgpack`` checkpoint), passed through
+    ``check(meta, str(meta_path))``.
+
+    ``what`` names the metadata in the messages (``"checkpoint"`` -> "checkpoint metadata PATH ..."), ``kind``
+    the file pair ("a checkpoint is a .msgpack file with a .json file beside it"). A missing file is a
+    ``FileNotFoundError``, a file that is not JSON a ``ValueError``; ``check`` raises for the rest.
+    """
+    import json
+    from pathlib import Path
+
+    meta_path = Path(meta_path)
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{what} metadata {meta_path} not found ({kind} is a .msgpack file with a .json "
+                                "file beside it)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{what} metadata {meta_path} is not valid JSON: {e}") from None
+    check(meta, str(meta_path))
+    return meta

@@ -15,7 +15,8 @@ from typing import Any, Mapping, Optional
 import numpy as np
 from flax import serialization
 
-from shapjax._util.io import atomic_write
+from shapjax._util.io import atomic_write, checkpoint_paths
+from shapjax._util.io import read_metadata as read_json_metadata
 from shapjax.image.maskers import Blur, Constant, Masker, SegmentMean, get_masker
 
 from .explainer import Explainer, build, fingerprint, model_name, segments_hash
@@ -24,13 +25,7 @@ from .network import ExplainerNet, init_params
 FORMAT = "shapjax-explainer-v1"
 
 
-def _paths(path) -> tuple[Path, Path]:
-    p = Path(path)
-    if p.suffix == ".json":
-        p = p.with_suffix(".msgpack")
-    elif p.suffix != ".msgpack":
-        p = p.with_name(p.name + ".msgpack")
-    return p, p.with_suffix(".json")
+_paths = checkpoint_paths  # (PATH.msgpack, PATH.json)
 
 
 def masker_spec(masker: Masker) -> Optional[str]:
@@ -75,16 +70,7 @@ def _host(tree):
 
 def read_metadata(path) -> dict:
     """The JSON metadata of an explainer checkpoint."""
-    meta_path = _paths(path)[1]
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"explainer metadata {meta_path} not found (an explainer checkpoint is a .msgpack "
-                                "file with a .json file beside it)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"explainer metadata {meta_path} is not valid JSON: {e}") from None
-    _check_meta(meta, str(meta_path))
-    return meta
+    return read_json_metadata(_paths(path)[1], what="explainer", kind="an explainer checkpoint", check=_check_meta)
 
 
 def _check_meta(meta, where: str) -> None:

@@ -19,7 +19,7 @@ from shapjax.image.explanation import Explanation
 from shapjax.image.maskers import Masker
 
 from .network import ExplainerNet
-from .objective import end_values, normalize, shared_empty
+from .objective import end_values, normalize, replacement_images, shared_empty
 
 
 def fingerprint(model) -> str:
@@ -131,12 +131,9 @@ class Explainer:
 @partial(jax.jit)
 def _forward(explainer: Explainer, images: jax.Array):
     model_fn = join_model(explainer.model_static, explainer.model_dynamic)
-    B = images.shape[0]
     M = explainer.n_players
     seg = explainer.segments
-    repl = explainer.masker.replacement(images, jnp.broadcast_to(seg, (B,) + seg.shape), M)
-    if explainer.masker.same_for_every_image():
-        repl = repl[:1]
+    repl = replacement_images(explainer.masker, images, seg, M)
     v0, v1 = end_values(model_fn, images, seg, repl, n_players=M, shared_empty=shared_empty(explainer.masker))
     cls = jnp.asarray(explainer.classes, jnp.int32)
     raw = explainer.net.apply(explainer.params, images)

@@ -52,6 +52,13 @@ def sample_coalitions(n_images: int, n_players: int, n_pairs: int, *, key) -> ja
     return Z.reshape(int(n_images), 2 * int(n_pairs), M)
 
 
+def replacement_images(masker, images: jax.Array, seg: jax.Array, n_players: int) -> jax.Array:
+    """``masker``'s replacement images for ``images`` ``[B, H, W, C]`` under one segmentation ``seg`` ``[H, W]``:
+    ``[B, ...]``, or ``[1, ...]`` when it is the same for every image."""
+    repl = masker.replacement(images, jnp.broadcast_to(seg, (images.shape[0],) + seg.shape), n_players)
+    return repl[:1] if masker.same_for_every_image() else repl
+
+
 def shared_empty(masker) -> bool:
     """True when the fully masked image is the same for every image (constant colour, background set)."""
     from shapjax.image.maskers import Constant
@@ -137,9 +144,7 @@ def fastshap_loss(net_apply: Callable, params, model_fn: Callable, images: jax.A
     M = int(n_players)
     B = images.shape[0]
     seg = jnp.asarray(segments, jnp.int32)
-    repl = masker.replacement(images, jnp.broadcast_to(seg, (B,) + seg.shape), M)
-    if masker.same_for_every_image():
-        repl = repl[:1]
+    repl = replacement_images(masker, images, seg, M)
     target = jax.lax.stop_gradient
     Z = sample_coalitions(B, M, n_pairs, key=key)
     vz = target(game_values(model_fn, images, seg, repl, Z, classes=classes))  # [B, P, K]
@@ -158,9 +163,7 @@ def sample_values(model_fn: Callable, images: jax.Array, *, key, segments: jax.A
     M = int(n_players)
     B = images.shape[0]
     seg = jnp.asarray(segments, jnp.int32)
-    repl = masker.replacement(images, jnp.broadcast_to(seg, (B,) + seg.shape), M)
-    if masker.same_for_every_image():
-        repl = repl[:1]
+    repl = replacement_images(masker, images, seg, M)
     Z = sample_coalitions(B, M, n_pairs, key=key)
     vz = game_values(model_fn, images, seg, repl, Z, classes=classes)
     v0, v1 = end_values(model_fn, images, seg, repl, classes=classes, n_players=M, shared_empty=shared_empty(masker))

@@ -13,16 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from shapjax._util.io import checkpoint_paths
+from shapjax._util.io import read_metadata as read_json_metadata
+
 from .classifier import ARCHITECTURES, Classifier, _tuplify
 
-
-def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
-    p = Path(path)
-    if p.suffix == ".json":
-        p = p.with_suffix(".msgpack")
-    elif p.suffix != ".msgpack":
-        p = p.with_name(p.name + ".msgpack")
-    return p, p.with_suffix(".json")
+_paths = checkpoint_paths  # (PATH.msgpack, PATH.json); the CLI uses the name
 
 
 def _dumps(obj: Any) -> str:
@@ -63,18 +59,14 @@ def save_checkpoint(path: str | os.PathLike, classifier: Classifier, *,
 
 
 def _read_metadata(meta_path: Path) -> dict[str, Any]:
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"checkpoint metadata {meta_path} not found (a checkpoint is a "
-                                ".msgpack file with a .json file beside it)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"checkpoint metadata {meta_path} is not valid JSON: {e}") from None
+    return read_json_metadata(meta_path, what="checkpoint", kind="a checkpoint", check=_check_file_metadata)
+
+
+def _check_file_metadata(meta: Any, where: str) -> None:
     missing = [k for k in ("architecture", "architecture_kwargs", "input_shape", "class_names") if k not in meta]
     if missing:
-        raise ValueError(f"checkpoint metadata {meta_path} lacks {missing}")
-    check_metadata(meta, str(meta_path))
-    return meta
+        raise ValueError(f"checkpoint metadata {where} lacks {missing}")
+    check_metadata(meta, where)
 
 
 def check_metadata(meta: Mapping[str, Any], where: str) -> None:

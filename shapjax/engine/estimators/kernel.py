@@ -74,13 +74,13 @@ def layout(n_players: int, n_evals: int, *, n_rows: int | None = None):
     enum, sample, n_pairs = plan(M, n_evals - 2)
     live = used_evals(M, n_evals) - 2
     size_p = np.zeros(M // 2 + 1)
-    pairs = []
+    pairs = None
     if n_pairs and sample:
         gmass = np.array([sum(mass[s] for s in g) for g in sample])
         rest = float(gmass.sum())
         size_p[[g[0] for g in sample]] = gmass / rest
         w = rest / (2 * n_pairs)
-        pairs = [(-1, w, w, 0, j) for j in range(n_pairs)]
+        pairs = L.pairs_of_strata(-1, w, w, 0, n_pairs)  # one stratum; sizes drawn from size_p
     return L.make_layout(M, live if n_rows is None else n_rows, enum, pairs, mass=mass, n_strata=1, size_p=size_p,
                          fpc=[1.0], distinct=False)
 

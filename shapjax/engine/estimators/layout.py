@@ -32,7 +32,7 @@ import numpy as np
 from shapjax._util.precision import floatx
 from shapjax.engine.estimators.base import Design
 from shapjax.engine.estimators.regression import RegressionAux
-from shapjax.engine.samplers import comb_table, distinct_ranks, random_subsets, unrank_varsize
+from shapjax.engine.samplers import distinct_ranks, random_subsets, unrank_varsize
 from shapjax.kernels.wls import constrained_wls
 
 #: Subsets of one size with more combinations than this are drawn i.i.d. (ranks no longer fit int32).
@@ -98,12 +98,32 @@ def _enum_rows(M, groups, mass):
     return cat(base, np.int32), cat(rank, np.int32), cat(flip, bool), cat(weight, np.float64)
 
 
-def make_layout(M: int, n_rows: int, enum_groups, pairs, *, mass, n_strata: int, size_p=None, fpc=None,
-                distinct: bool) -> tuple[Layout, Static]:
-    """Assemble a layout: ``pairs`` is a list of ``(base, weight_z, weight_complement, stratum, index)``
-    per sampled pair, in row order (``base`` -1: drawn from ``size_p``)."""
+class Pairs(NamedTuple):
+    """The sampled pairs of a layout, in row order: one entry per pair (``[J]``)."""
+
+    base: np.ndarray  # [J] int base size (-1: drawn from size_p)
+    weight: np.ndarray  # [J, 2] float64 weights of the coalition and of its complement
+    stratum: np.ndarray  # [J] int
+    index: np.ndarray  # [J] int index of the pair inside its stratum
+
+
+def pairs_of_strata(base, weight_z, weight_c, stratum, count) -> Pairs:
+    """The :class:`Pairs` of strata that hold ``count[i]`` pairs each, all of base size ``base[i]``, weights
+    ``weight_z[i]`` / ``weight_c[i]`` and stratum ``stratum[i]`` (indices ``0 .. count[i] - 1``)."""
+    count = np.asarray(count, np.int64).reshape(-1)
+    rep = lambda x, dt: np.repeat(np.asarray(x, dt).reshape(-1), count)  # noqa: E731
+    starts = np.cumsum(count) - count
+    index = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(starts, count)
+    return Pairs(rep(base, np.int64), np.stack([rep(weight_z, np.float64), rep(weight_c, np.float64)], 1),
+                 rep(stratum, np.int64), index)
+
+
+def make_layout(M: int, n_rows: int, enum_groups, pairs: Pairs | None, *, mass, n_strata: int, size_p=None,
+                fpc=None, distinct: bool) -> tuple[Layout, Static]:
+    """Assemble a layout: the enumerated size groups ``enum_groups`` first, then the sampled ``pairs``
+    (:class:`Pairs`, in row order; None: no sampled pairs)."""
     eb, er, ef, ew = _enum_rows(M, enum_groups, mass)
-    E, J = len(eb), len(pairs)
+    E, J = len(eb), 0 if pairs is None else len(pairs.base)
     live = E + 2 * J
     if live > n_rows:
         raise ValueError(f"layout of {live} rows does not fit in {n_rows}")
@@ -118,17 +138,16 @@ def make_layout(M: int, n_rows: int, enum_groups, pairs, *, mass, n_strata: int,
     pair_rows = np.zeros((Jb, 2), np.int32)
     pair_strata = np.full(Jb, n_strata, np.int32)
     if J:
-        p = np.asarray(pairs, dtype=np.float64)
         rows = E + 2 * np.arange(J)
         for off in (0, 1):
             kind[rows + off] = 1
-            base[rows + off] = p[:, 0].astype(np.int32)
-            rank[rows + off] = p[:, 4].astype(np.int32)
+            base[rows + off] = pairs.base
+            rank[rows + off] = pairs.index
             flip[rows + off] = bool(off)
             pair[rows + off] = np.arange(J)
-            weight[rows + off] = p[:, 1 + off]
+            weight[rows + off] = pairs.weight[:, off]
         pair_rows[:J] = np.stack([rows, rows + 1], 1)
-        pair_strata[:J] = p[:, 3].astype(np.int32)
+        pair_strata[:J] = pairs.stratum
     fpc_arr = np.zeros(n_strata + 1, np.float64)
     if fpc is not None:
         fpc_arr[:n_strata] = fpc
@@ -235,4 +254,4 @@ def solve(design, y, v_empty, v_full, active):
     return phi, jnp.sqrt(var_phi)
 
 
-__all__ = ["Layout", "Static", "LayoutAux", "bucket", "make_layout", "build", "solve", "max_unrank"]
+__all__ = ["Layout", "Static", "LayoutAux", "Pairs", "bucket", "make_layout", "pairs_of_strata", "build", "solve", "max_unrank"]

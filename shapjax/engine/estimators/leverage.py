@@ -111,12 +111,15 @@ def layout(n_players: int, n_evals: int, *, n_rows: int | None = None, size_mass
     groups = regression.size_groups(M)
     gid = {g: i for i, g in enumerate(groups)}
     fpc = np.ones(len(groups))
-    pairs = []
-    for g, k in sampled:
-        s = g[0]
-        w = (mass[s] / k, mass[M - s] / k) if len(g) == 2 else (mass[s] / (2 * k),) * 2
-        fpc[gid[g]] = max(0.0, 1.0 - k / math.comb(M, s))
-        pairs += [(s, w[0], w[1], gid[g], t) for t in range(k)]
+    s = np.array([g[0] for g, _ in sampled], np.int64)
+    k = np.array([k for _, k in sampled], np.int64)
+    two = np.array([len(g) == 2 for g, _ in sampled], bool)
+    sid = np.array([gid[g] for g, _ in sampled], np.int64)
+    # a pair of sizes (s, M - s) gives each side its own mass / k; a middle size splits its mass over both
+    w_z = np.where(two, mass[s] / k, mass[s] / (2 * k))
+    w_c = np.where(two, mass[M - s] / k, w_z)
+    fpc[sid] = [max(0.0, 1.0 - int(kk) / math.comb(M, int(ss))) for ss, kk in zip(s, k)]
+    pairs = L.pairs_of_strata(s, w_z, w_c, sid, k)
     live = used_evals(M, n_evals, size_mass=size_mass) - 2
     return L.make_layout(M, live if n_rows is None else n_rows, enum, pairs, mass=mass, n_strata=len(groups),
                          fpc=fpc, distinct=True)
@@ -132,6 +135,20 @@ def design(n_players: int, n_evals: int, *, key, size_mass=None) -> Design:
 def used_evals(M, n_evals, *, size_mass=None, **options):
     enum, sampled = plan(M, n_evals - 2, size_mass=size_mass)
     return sum(regression.group_count(M, g) for g in enum) + sum(2 * k for _, k in sampled) + 2
+
+
+def with_size_mass(size_mass_of):
+    """``(design, used_evals)`` of this design with the allocation target ``size_mass_of(M)`` (``[M+1]``) in place
+    of the leverage mass (see :func:`plan`): all an estimator needs that keeps the design and only re-weights the
+    sizes (:mod:`.svarm`)."""
+
+    def design_(n_players: int, n_evals: int, *, key) -> Design:
+        return design(n_players, n_evals, key=key, size_mass=size_mass_of(n_players))
+
+    def used_evals_(M, n_evals, **options):
+        return used_evals(M, n_evals, size_mass=size_mass_of(M))
+
+    return design_, used_evals_
 
 
 def min_evals(M: int) -> int:

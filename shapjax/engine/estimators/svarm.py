@@ -39,7 +39,6 @@ import numpy as np
 
 from shapjax.engine.estimators import leverage
 from shapjax.engine.estimators.base import Estimator
-from shapjax.engine.estimators.kernel import min_evals as kernel_min_evals
 
 
 def size_mass(n_players: int) -> np.ndarray:
@@ -51,12 +50,7 @@ def size_mass(n_players: int) -> np.ndarray:
     return m / max(m.sum(), 1e-12)
 
 
-def design(n_players: int, n_evals: int, *, key):
-    return leverage.design(n_players, n_evals, key=key, size_mass=size_mass(n_players))
-
-
-def used_evals(M, n_evals, **options):
-    return leverage.used_evals(M, n_evals, size_mass=size_mass(M))
+design, used_evals = leverage.with_size_mass(size_mass)  # leverage's design, svarm's allocation
 
 
 def stratum_means(Z, y, v_empty, v_full):
@@ -91,8 +85,11 @@ def solve(design_, y, v_empty, v_full, active):
 
 
 def min_evals(M: int) -> int:
-    """``2M + 2``: the singletons and their complements are enumerated (full rank), as in :mod:`.kernel`."""
-    return kernel_min_evals(M)
+    """``2M + 2``: the singletons and their complements are enumerated (full rank), as in :mod:`.leverage`.
+
+    A function of this module (not ``leverage.min_evals``): ``shapjax methods`` describes an estimator by the
+    docstring of the module that defines its ``min_evals``."""
+    return leverage.min_evals(M)
 
 
 ESTIMATOR = Estimator(

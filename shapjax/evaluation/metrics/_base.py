@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from shapjax._util.checks import _check_images, _check_pos_int, _pixel_segments, check_finite
-from shapjax._util.chunks import _map_chunks, _pick
-from shapjax._util.modelfn import _join_fn, _n_outputs
+from shapjax._util.chunks import _batch, _map_chunks, _pick
+from shapjax._util.modelfn import _join_fn, _n_outputs, _split_fn
 from shapjax._util.outputs import parse_single_output
 
 
@@ -96,6 +96,19 @@ def _resolve(model_fn, images, outputs, default_outputs):
     if isinstance(outputs, str) and outputs == "auto":
         outputs = "top-1" if default_outputs is None else jnp.asarray(default_outputs).astype(jnp.int32)[:, None]
     return images, parse_single_output(outputs, n_classes=K, batch=images.shape[0])
+
+
+def _explained_outputs(model_fn, images, outputs, attributions, batch_size, name: str):
+    """``(images, k [B] int32)``: the output each image's attributions explain: ``outputs``, else the
+    ``output_indexes`` of ``attributions`` (an Explanation's first column), else the predicted class."""
+    default_k = getattr(attributions, "output_indexes", None)
+    if default_k is not None and getattr(default_k, "ndim", 1) == 2:
+        default_k = default_k[:, 0]
+    images, k = _resolve(model_fn, images, outputs, default_k)
+    if k is None:
+        fs, fd = _split_fn(model_fn, name)
+        k = _predict_impl(fs, fd, images, None, False, _batch(batch_size))[1].astype(jnp.int32)
+    return images, k
 
 
 def _flat_abs(attributions, name="attributions"):

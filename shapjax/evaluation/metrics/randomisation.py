@@ -20,9 +20,8 @@ import jax.numpy as jnp
 
 from shapjax._util.api import keyword_key
 from shapjax._util.checks import _check_images, _check_key
-from shapjax._util.chunks import _batch
-from shapjax._util.modelfn import _n_outputs, _split_fn
-from shapjax.evaluation.metrics._base import _check_choice, _predict_impl, _resolve, as_heatmap
+from shapjax._util.modelfn import _n_outputs
+from shapjax.evaluation.metrics._base import _check_choice, _explained_outputs, as_heatmap
 
 __all__ = ["random_logit", "off_classes", "model_randomisation", "similarity", "SIMILARITIES"]
 
@@ -106,13 +105,7 @@ def random_logit(model_fn, explain_fn: Callable, images, *, key, outputs="auto",
     K = _n_outputs(model_fn, images)
     if K < 2:
         raise ValueError(f"model_fn: the random-logit test needs at least 2 outputs, got {K}")
-    default_k = getattr(attributions, "output_indexes", None)
-    if default_k is not None and getattr(default_k, "ndim", 1) == 2:
-        default_k = default_k[:, 0]
-    images, k = _resolve(model_fn, images, outputs, default_k)
-    if k is None:
-        fs, fd = _split_fn(model_fn, "model_fn")
-        k = _predict_impl(fs, fd, images, None, False, _batch(batch_size))[1].astype(jnp.int32)
+    images, k = _explained_outputs(model_fn, images, outputs, attributions, batch_size, "model_fn")
     off = off_classes(k, K, key=key)
     a = explain_fn(images, k[:, None]) if attributions is None else attributions
     return similarity(a, explain_fn(images, off[:, None]), kind=similarity_kind)
@@ -169,13 +162,7 @@ def model_randomisation(model, explain_fn: Callable, images, *, key, outputs="au
         raise TypeError(f"explain_fn: expected a callable (model, images, outputs) -> attributions, "
                         f"got {type(explain_fn).__name__}")
     _check_choice(similarity_kind, "similarity_kind", SIMILARITIES)
-    default_k = getattr(attributions, "output_indexes", None)
-    if default_k is not None and getattr(default_k, "ndim", 1) == 2:
-        default_k = default_k[:, 0]
-    images, k = _resolve(model, images, outputs, default_k)
-    if k is None:
-        fs, fd = _split_fn(model, "model")
-        k = _predict_impl(fs, fd, images, None, False, _batch(batch_size))[1].astype(jnp.int32)
+    images, k = _explained_outputs(model, images, outputs, attributions, batch_size, "model")
     layers = layer_order(model.params) if layers is None else list(layers)
     rand = model.replace(params=randomize_layers(model.params, layers, key=key))
     a = explain_fn(model, images, k[:, None]) if attributions is None else attributions

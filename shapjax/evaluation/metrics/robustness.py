@@ -21,9 +21,7 @@ import jax.numpy as jnp
 
 from shapjax._util.api import keyword_key
 from shapjax._util.checks import _check_images, _check_key, _check_pos_int
-from shapjax._util.chunks import _batch
-from shapjax._util.modelfn import _split_fn
-from shapjax.evaluation.metrics._base import _check_float, _predict_impl, _resolve, as_heatmap
+from shapjax.evaluation.metrics._base import _check_float, _explained_outputs, as_heatmap
 
 __all__ = ["Sensitivity", "sensitivity", "max_sensitivity", "avg_sensitivity"]
 
@@ -107,13 +105,7 @@ def sensitivity(model_fn, explain_fn: Callable, images, *, key, outputs="auto", 
                         f"got {type(explain_fn).__name__}")
     n = _check_pos_int(n_samples, "n_samples")
     r = _check_float(radius, "radius", lo=0, lo_open=True)
-    default_k = getattr(attributions, "output_indexes", None)
-    if default_k is not None and getattr(default_k, "ndim", 1) == 2:
-        default_k = default_k[:, 0]
-    images, k = _resolve(model_fn, images, outputs, default_k)
-    if k is None:
-        fs, fd = _split_fn(model_fn, "model_fn")
-        k = _predict_impl(fs, fd, images, None, False, _batch(batch_size))[1].astype(jnp.int32)
+    images, k = _explained_outputs(model_fn, images, outputs, attributions, batch_size, "model_fn")
     B = images.shape[0]
     a0 = _flat(explain_fn(images, k[:, None]) if attributions is None else attributions, B, "attributions")
     rows = []
