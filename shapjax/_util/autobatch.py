@@ -1,7 +1,7 @@
 """The default chunk size of ``explain``: chosen from the model, by a short, cached probe.
 
 The number of composed images per model call matters: on CPU a small CNN on 64x64 images ran 3.8x
-slower at batch 64 than at 256, while ResNet-18 at 32x32 ran 1.46x faster at 256 than at 16. A
+slower at batch 64 than at 256, while ResNet-18 at 32x32 ran 1.46x faster at 256 than at 16 in one run (flat in another). A
 fixed element budget cannot know this, so for jobs big enough to care (at least
 :data:`PROBE_MIN_ROWS` rows) :func:`choose_batch_size` times the model's jitted forward pass at a
 few powers of two and keeps the fastest per image, within a memory budget and a time budget
@@ -23,11 +23,12 @@ few powers of two and keeps the fastest per image, within a memory budget and a 
 * the winner is the smallest batch within 3 % of the best throughput.
 
 The forward pass alone is timed, not explain's chunk step (compose the masked images, forward, pick
-the outputs, inside ``lax.map`` and ``lax.cond``): on the small CNN and ResNet-18 the two ranked the
-batch sizes alike, within the noise of a shared 2-core machine, and the forward pass is cheaper to
-compile.
+the outputs, inside ``lax.map`` and ``lax.cond``). That is a known weakness: in the committed run of
+``benchmarks/results/chunk_size_cpu.md`` the probe rated batch 16 well above 128-256 for the small
+CNN while explain ran 18-19 % faster at 128-256 (the loop and the composition cost something per
+chunk). Probing a miniature of the chunk loop instead is the next step; it is not measured yet.
 
-Small models reach the last candidate in a second or two; a model whose calls take seconds stops
+Small models reach the last candidate in seconds; a model whose calls take seconds stops
 at the call or time limit. Results are cached per model structure (tree structure, leaf shapes and
 dtypes, code location of a plain function), input shape, number of replacements, backend and the
 version of this rule: in the process, and — when the persistent compilation cache is on — in
