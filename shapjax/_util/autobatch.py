@@ -19,7 +19,7 @@ few powers of two and keeps the fastest per image, within a memory budget and a 
   candidate: on XLA:CPU the throughput is not unimodal in the batch size (a small CNN ran well at
   16 and 128-256 but 2x slower at 32-64 and 512, ``benchmarks/results/chunk_size_cpu.md``), and a
   big model's throughput keeps rising slowly with the batch (ResNet-18 at 2 cores: 0.26 s per
-  call at 16, 2.8 s at 256, the best), which the old rule (stop after a 0.5 s call) never reached;
+  call at 16, 2.8 s at 256, the best in one run), which the old rule (stop after a 0.5 s call) never reached;
 * the winner is the smallest batch within 3 % of the best throughput.
 
 The forward pass alone is timed, not explain's chunk step (compose the masked images, forward, pick
