@@ -1,24 +1,39 @@
 """The default chunk size of ``explain``: chosen from the model, by a short, cached probe.
 
 The number of composed images per model call matters: on CPU a small CNN on 64x64 images ran 3.8x
-slower at batch 64 than at 256, while ResNet-18 preferred 16-64 (caches). A fixed element budget
-cannot know this, so for jobs big enough to care (at least :data:`PROBE_MIN_ROWS` rows)
-:func:`choose_batch_size` times the model's jitted forward pass at a few powers of two and keeps
-the fastest per image, within a memory budget:
+slower at batch 64 than at 256, while ResNet-18 at 32x32 ran 1.46x faster at 256 than at 16 in one run (flat in another). A
+fixed element budget cannot know this, so for jobs big enough to care (at least
+:data:`PROBE_MIN_ROWS` rows) :func:`choose_batch_size` times the model's jitted forward pass at a
+few powers of two and keeps the fastest per image, within a memory budget and a time budget
+(:func:`search` is the rule; :func:`probe` feeds it the real model):
 
 * candidates ``16, 32, ... 2048`` (no more than the job's rows), tried in increasing order;
-* each is compiled (its memory analysis bounds the candidates: temporaries of one call must stay
-  under :data:`MEMORY_FRACTION` of the device's free memory, or of ``MemAvailable`` on CPU) and run
-  at least 3 times and for at least 0.1 s; the median call counts;
-* the probe stops when a call takes more than :data:`MAX_CALL_SECONDS` (no early stop on a slower
-  candidate: on XLA:CPU the throughput is not unimodal in the batch size — a small CNN ran well at
-  16 and 128-256 but 2x slower at 32-64 and 512, ``benchmarks/results/chunk_size_cpu.md``);
+* each is compiled; its memory analysis bounds the candidates (temporaries of one call must stay
+  under :data:`MEMORY_FRACTION` of the device's free memory, or of ``MemAvailable`` on CPU);
+* each is called until at least 3 calls and :data:`MIN_TIMED_SECONDS` are spent (50 calls at
+  most), or only twice once a call takes more than :data:`SLOW_CALL_SECONDS`; the fastest call
+  counts (other processes only ever add time);
+* the next candidate is tried only if its predicted call (the last call scaled by the batch ratio)
+  stays under :data:`MAX_CALL_SECONDS` and its predicted cost (the last compile plus its calls)
+  keeps the whole probe within :data:`PROBE_SECONDS`. There is no early stop on a slower
+  candidate: on XLA:CPU the throughput is not unimodal in the batch size (a small CNN ran well at
+  16 and 128-256 but 2x slower at 32-64 and 512, ``benchmarks/results/chunk_size_cpu.md``), and a
+  big model's throughput keeps rising slowly with the batch (ResNet-18 at 2 cores: 0.26 s per
+  call at 16, 2.8 s at 256, the best in one run), which the old rule (stop after a 0.5 s call) never reached;
 * the winner is the smallest batch within 3 % of the best throughput.
 
-Results are cached per model structure (tree structure, leaf shapes and dtypes, code location of a
-plain function), input shape, number of replacements and backend: in the process, and — when the
-persistent compilation cache is on — in ``autobatch.json`` beside it, so a later process skips
-the probe. Smaller jobs use the element-budget rule of :func:`shapjax.engine.games.auto_batch_size`.
+The forward pass alone is timed, not explain's chunk step (compose the masked images, forward, pick
+the outputs, inside ``lax.map`` and ``lax.cond``). That is a known weakness: in the committed run of
+``benchmarks/results/chunk_size_cpu.md`` the probe rated batch 16 well above 128-256 for the small
+CNN while explain ran 18-19 % faster at 128-256 (the loop and the composition cost something per
+chunk). Probing a miniature of the chunk loop instead is the next step; it is not measured yet.
+
+Small models reach the last candidate in seconds; a model whose calls take seconds stops
+at the call or time limit. Results are cached per model structure (tree structure, leaf shapes and
+dtypes, code location of a plain function), input shape, number of replacements, backend and the
+version of this rule: in the process, and — when the persistent compilation cache is on — in
+``autobatch.json`` beside it, so a later process skips the probe. Smaller jobs use the
+element-budget rule of :func:`shapjax.engine.games.auto_batch_size`.
 """
 from __future__ import annotations
 
@@ -38,12 +53,18 @@ import numpy as np
 _LOG = logging.getLogger(__name__)
 
 PROBE_MIN_ROWS = 2048
-MAX_CALL_SECONDS = 0.5
-MEMORY_FRACTION = 0.25
 CANDIDATES = (16, 32, 64, 128, 256, 512, 1024, 2048)
+MEMORY_FRACTION = 0.25
+MIN_TIMED_SECONDS = 0.1
+SLOW_CALL_SECONDS = 0.25
+MAX_CALL_SECONDS = 4.0
+PROBE_SECONDS = 30.0
+RULE_VERSION = 2  # part of the cache key: results of an older rule are probed again
 
 _LOCK = threading.Lock()
 _MEMO: dict[str, int] = {}
+#: The probes run in this process, oldest first: ``{"rates": {batch: images/s}, "seconds": s, "chosen": b}``.
+PROBES: list[dict] = []
 
 
 def _strip_addresses(text: str) -> str:
@@ -54,7 +75,7 @@ def fingerprint(static, dynamic, image_shape, n_replacements: int) -> str:
     """A key that is the same in every process for the same model structure and input shape."""
     from shapjax._util.modelfn import _FnPlan
 
-    parts = [static.kind, jax.default_backend(), str(jax.devices()[0].device_kind), str(tuple(image_shape)),
+    parts = [f"rule{RULE_VERSION}", static.kind, jax.default_backend(), str(jax.devices()[0].device_kind), str(tuple(image_shape)),
              str(int(n_replacements))]
     payload = static.payload
     if isinstance(payload, _FnPlan):
@@ -98,41 +119,72 @@ def _write_disk(key: str, value: int) -> None:
         _LOG.debug("autobatch cache not written: %s", e)
 
 
+def _time_calls(call, clock) -> float:
+    """Seconds of the fastest of the calls of ``call`` (see the module doc for how many)."""
+    times = []
+    while True:
+        t0 = clock()
+        call()
+        times.append(clock() - t0)
+        if times[0] > SLOW_CALL_SECONDS:
+            if len(times) >= 2:
+                break
+        elif len(times) >= 3 and (sum(times) >= MIN_TIMED_SECONDS or len(times) >= 50):
+            break
+    return min(times)
+
+
+def search(compile_at, *, max_rows: int, free: int | None = None, clock=time.perf_counter):
+    """The probe's rule (module doc) over ``compile_at(b) -> (call, temp_bytes)``; ``call()`` runs one batch.
+
+    Returns ``(chosen batch, {batch: images per second})``.
+    """
+    start = clock()
+    rates: dict[int, float] = {}
+    last_b = last_call = last_compile = None
+    for b in CANDIDATES:
+        if b > max(max_rows, CANDIDATES[0]):
+            break
+        if last_b is not None:
+            predicted_call = last_call * b / last_b
+            calls = 2 if predicted_call > SLOW_CALL_SECONDS else min(50, max(3, MIN_TIMED_SECONDS / predicted_call))
+            predicted_cost = last_compile + calls * predicted_call
+            if predicted_call > MAX_CALL_SECONDS or clock() - start + predicted_cost > PROBE_SECONDS:
+                break
+        t0 = clock()
+        call, temp = compile_at(b)
+        compile_s = clock() - t0
+        if free is not None and rates and temp > MEMORY_FRACTION * free:
+            break
+        t = _time_calls(call, clock)
+        rates[b] = b / max(t, 1e-9)
+        last_b, last_call, last_compile = b, t, compile_s
+    best = max(rates.values())
+    return min(b for b, r in rates.items() if r >= 0.97 * best), rates
+
+
 def probe(static, dynamic, image_shape, *, max_rows: int) -> int:
-    """Time the forward pass at the :data:`CANDIDATES` (see the module doc) and return the best batch."""
+    """Time the forward pass at the :data:`CANDIDATES` by the rule of :func:`search`; return the best batch."""
     from shapjax._util.checks import available_memory
     from shapjax._util.modelfn import join_model
 
     fwd = jax.jit(lambda d, x: join_model(static, d)(x))
-    free = available_memory()
-    best_b, best_rate, rates = None, 0.0, {}
-    for b in CANDIDATES:
-        if b > max(max_rows, CANDIDATES[0]):
-            break
+
+    def compile_at(b):
         x = jnp.zeros((b, *image_shape), jnp.float32)
         compiled = fwd.lower(dynamic, x).compile()
         try:
             temp = compiled.memory_analysis().temp_size_in_bytes
         except Exception:  # noqa: BLE001 - not every backend reports it
             temp = 0
-        if free is not None and best_b is not None and temp > MEMORY_FRACTION * free:
-            break
-        jax.block_until_ready(compiled(dynamic, x))
-        times, spent = [], 0.0
-        while len(times) < 3 or (spent < 0.1 and len(times) < 50):
-            t0 = time.perf_counter()
-            jax.block_until_ready(compiled(dynamic, x))
-            times.append(time.perf_counter() - t0)
-            spent += times[-1]
-        t = float(np.median(times))
-        rate = b / max(t, 1e-9)
-        rates[b] = rate
-        if rate > best_rate:
-            best_b, best_rate = b, rate
-        if t > MAX_CALL_SECONDS:
-            break
-    chosen = min(b for b, r in rates.items() if r >= 0.97 * best_rate)
-    _LOG.info("chunk-size probe: images/s by batch %s -> %d", {b: round(r) for b, r in rates.items()}, chosen)
+        return (lambda: jax.block_until_ready(compiled(dynamic, x))), temp
+
+    t0 = time.perf_counter()
+    chosen, rates = search(compile_at, max_rows=max_rows, free=available_memory())
+    seconds = time.perf_counter() - t0
+    PROBES.append({"rates": rates, "seconds": seconds, "chosen": chosen})
+    _LOG.info("chunk-size probe (%.1f s): images/s by batch %s -> %d", seconds,
+              {b: round(r) for b, r in rates.items()}, chosen)
     return chosen
 
 
