@@ -58,7 +58,7 @@ def _recompiles_shapley(M, method, extra) -> int:
 
 
 SHAPLEY_CASES = [(m, {}) for m in ("exact", "kernel", "leverage", "permutation", "antithetic", "stratified",
-                                   "partition", "lime", "occlusion")] + [
+                                   "partition", "polyshap", "regmc", "svarm", "lime", "occlusion")] + [
     ("kernel", {"tol": 0.01}), ("permutation", {"tol": 0.01}), ("kernel", {"precision": "float64"})]
 EXPLAIN_METHODS = [("kernel", {}), ("leverage", {}), ("permutation", {}), ("partition", {}), ("controlshap", {}),
                    ("kernel", {"tol": 0.01})]
