@@ -155,8 +155,8 @@ def test_a_polynomial_fit_that_cannot_fit_is_refused(method, monkeypatch):
     from shapjax.engine.estimators import ESTIMATORS
 
     est = ESTIMATORS[method]
-    assert est.solve_bytes(64, 30_000, 1) > 4 * 30_000**2 > est.solve_bytes(64, 1_000, 1)
-    assert est.solve_bytes(16, 2_048, 1) < 10**8  # the budgets people use stay allowed
+    assert est.solve_bytes(64, 30_000) > 4 * 30_000**2 > est.solve_bytes(64, 1_000)
+    assert est.solve_bytes(16, 2_048, n_outputs=1) < 10**8  # the budgets people use stay allowed
 
 
 def test_huge_segment_ids_fail_fast_without_allocating():

@@ -74,7 +74,7 @@ def check_design_memory(est, n_players: int, n_evals: int, *, n_games: int, n_ou
     rows = 2**n_players if est.name == "exact" else est.used_evals(n_players, n_evals) if n_players > 1 else 2
     nbytes = rows * (n_players + 8) + 4 * rows * max(n_outputs, 1) * max(n_games, 1)
     if est.solve_bytes is not None and n_players > 1:  # the polynomial fits' N x N systems, one per game
-        nbytes += est.solve_bytes(n_players, n_evals, max(n_outputs, 1)) * max(n_games, 1)
+        nbytes += est.solve_bytes(n_players, n_evals, n_outputs=max(n_outputs, 1)) * max(n_games, 1)
     check_memory(nbytes, f"method={est.name!r} with {players} and n_evals={n_evals:,} ({rows:,} coalitions)")
 
 

@@ -49,7 +49,7 @@ class Estimator(NamedTuple):
       layout: optional ``(M, n_evals, n_rows) -> (layout, static)``: the design as host data of a
         bucketed length (:mod:`shapjax.engine.estimators.layout`), so budgets of one bucket share
         one compiled program; ``build(M, layout, static, *, key) -> Design`` makes it in the program.
-      solve_bytes: optional ``(M, n_evals, n_outputs) -> int``, rough peak memory of one game's solve
+      solve_bytes: optional ``(M, n_evals, *, n_outputs) -> int``, rough peak memory of one game's solve
         where it grows faster than the design (the polynomial fits' ``N x N`` systems), so that a
         budget that cannot fit is refused before it is compiled.
     """

@@ -84,7 +84,7 @@ def min_evals(M: int) -> int:
     return kernel_min_evals(M)
 
 
-def solve_bytes(M: int, n_evals: int, n_outputs: int = 1) -> int:
+def solve_bytes(M: int, n_evals: int, *, n_outputs: int = 1) -> int:
     """Peak memory of the fit on all the design's rows (:func:`shapjax.kernels.polyreg.fit_bytes`)."""
     return fit_bytes(M, leverage.used_evals(M, n_evals) - 2, ORDERS, n_outputs)
 

@@ -163,7 +163,7 @@ def solve(design_: Design, y, v_empty, v_full, active):
     return phi, std
 
 
-def solve_bytes(M: int, n_evals: int, n_outputs: int = 1) -> int:
+def solve_bytes(M: int, n_evals: int, *, n_outputs: int = 1) -> int:
     """Two fits on half the rows each, and each fit's prediction on all rows (``N x N/2`` in the dual form)."""
     N = leverage.used_evals(M, n_evals) - 2
     n_enum, halves = _halves(M, n_evals)
