@@ -93,12 +93,17 @@ def _prep(Z, active):
     return Zf * act[None, :], act
 
 
+def primal(n_players: int, n_rows: int, orders: Sequence[int]) -> bool:
+    """The ``solver="auto"`` rule: the primal form when the features fit in the rows, else the dual."""
+    return n_features(n_players, orders) <= int(n_rows)
+
+
 def fit_bytes(n_players: int, n_rows: int, orders: Sequence[int] = (2, 3), n_outputs: int = 1) -> int:
     """Rough peak memory of :func:`poly_fit` in bytes (float32), for refusing a budget before compiling it:
     the primal form holds the ``N x F`` features and a few ``F x F`` matrices, the dual a few ``N x N``."""
     M, N, K = int(n_players), int(n_rows), max(int(n_outputs), 1)
     F = n_features(M, orders)
-    if F <= N:
+    if primal(M, N, orders):
         return 4 * (2 * N * F + 3 * F * F + 2 * N * K)
     return 4 * (5 * N * N + 3 * N * (M + K))
 
@@ -123,7 +128,7 @@ def poly_fit(Z, w, y, total, *, orders=(2, 3), lam=None, alpha: float = 1e-4, ac
     lam = tuple(1.0 for _ in orders) if lam is None else tuple(float(v) for v in lam)
     N, M = Z.shape
     if solver == "auto":
-        solver = "primal" if n_features(M, orders) <= N else "dual"
+        solver = "primal" if primal(M, N, orders) else "dual"
     # A fully enumerated design is a compile-time constant: keep XLA from constant-folding the features.
     Z, w = jax.lax.optimization_barrier((jnp.asarray(Z), jnp.asarray(w, jnp.float32)))
     Zf, act = _prep(Z, active)

@@ -157,6 +157,11 @@ def test_a_polynomial_fit_that_cannot_fit_is_refused(method, monkeypatch):
     est = ESTIMATORS[method]
     assert est.solve_bytes(64, 30_000) > 4 * 30_000**2 > est.solve_bytes(64, 1_000)
     assert est.solve_bytes(16, 2_048, n_outputs=1) < 10**8  # the budgets people use stay allowed
+    if method == "regmc":  # the check sizes the halves in closed form, without building them
+        from shapjax.engine.estimators import regmc
+
+        for M, n in [(5, 12), (16, 257), (16, 2_048), (64, 8_192)]:
+            assert regmc._max_fit_rows(M, n) == max(len(h.fit_rows) for h in regmc._halves(M, n)[1])
 
 
 def test_huge_segment_ids_fail_fast_without_allocating():

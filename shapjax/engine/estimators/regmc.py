@@ -50,7 +50,7 @@ import numpy as np
 from shapjax.engine.estimators import leverage, polyshap
 from shapjax.engine.estimators.base import Design, Estimator
 from shapjax.engine.estimators.kernel import min_evals as kernel_min_evals
-from shapjax.kernels.polyreg import fit_bytes, n_features, poly_fit
+from shapjax.kernels.polyreg import fit_bytes, n_features, poly_fit, primal
 
 
 class Half(NamedTuple):
@@ -101,6 +101,15 @@ def _halves(M: int, n_evals: int):
             np.asarray(pairs, np.int32).reshape(-1, 2), np.asarray(strata, np.int32),
             np.asarray(fpc if fpc else [1.0], np.float32), cnt))
     return n_enum, tuple(halves)
+
+
+def _max_fit_rows(M: int, n_evals: int) -> int:
+    """``max(len(h.fit_rows) for h in _halves(M, n_evals)[1])`` in closed form, without building the halves
+    (the memory check runs on every call): the enumerated rows plus, per sampled size, the pairs of half 0
+    (``ceil(k / 2)``: even indices, or the one pair both halves share when ``k == 1``)."""
+    enum, sampled = leverage.plan(M, n_evals - 2)
+    n_enum = sum(math.comb(M, s) for g in enum for s in g)
+    return n_enum + sum(2 * (-(-k // 2)) for _, k in sampled)
 
 
 def design(n_players: int, n_evals: int, *, key) -> Design:
@@ -166,10 +175,8 @@ def solve(design_: Design, y, v_empty, v_full, active):
 def solve_bytes(M: int, n_evals: int, *, n_outputs: int = 1) -> int:
     """Two fits on half the rows each, and each fit's prediction on all rows (``N x N/2`` in the dual form)."""
     N = leverage.used_evals(M, n_evals) - 2
-    n_enum, halves = _halves(M, n_evals)
-    half = max(len(h.fit_rows) for h in halves)
-    F = n_features(M, polyshap.ORDERS)
-    predict = 4 * N * (half if F > half else F)
+    half = _max_fit_rows(M, n_evals)
+    predict = 4 * N * (n_features(M, polyshap.ORDERS) if primal(M, half, polyshap.ORDERS) else half)
     return 2 * (fit_bytes(M, half, polyshap.ORDERS, n_outputs) + predict)
 
 
