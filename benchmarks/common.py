@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -352,6 +353,19 @@ def compile_explain(model_fn, images, **explain_kwargs) -> dict[str, Any]:
 
 # HostModel and compose_numpy live in the library (shapjax.evaluation.peers), shared with `shapjax compare`.
 from shapjax.evaluation.peers import HostModel, compose_numpy  # noqa: E402,F401
+
+
+def _tanh_net(p, z):
+    return jnp.tanh(z.astype(jnp.float32) @ p[0] + p[1]) @ p[2]
+
+
+def network_game(M: int, seed: int, *, n_outputs: int = 3):
+    """A cheap game on the coalition vector: a two-layer tanh network with parameters drawn from ``seed``, its
+    weights passed as data (a new game object every call, the same structure for the same ``M``)."""
+    rng = np.random.default_rng(seed)
+    p = (jnp.asarray(rng.normal(size=(M, 32)) / np.sqrt(M), jnp.float32), jnp.asarray(rng.normal(size=32), jnp.float32),
+         jnp.asarray(rng.normal(size=(32, n_outputs)) / np.sqrt(32), jnp.float32))
+    return jax.tree_util.Partial(_tanh_net, p)
 
 
 def forward_rate(apply, params, input_shape, batch_size: int, *, n_batches: int = 1, seed: int = 0) -> float:

@@ -15,25 +15,17 @@ from __future__ import annotations
 import importlib
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
-from benchmarks.common import backend, capture_program, compile_explain, compile_timed, machine_line, main_quick
+from benchmarks.common import (backend, capture_program, compile_explain, compile_timed, machine_line, main_quick,
+                               network_game)
 
 GOAL_S = 5.0
 N_EVALS = 2048
 
 
-def _net(p, z):
-    return jnp.tanh(z.astype(jnp.float32) @ p[0] + p[1]) @ p[2]
-
-
 def _game(M: int, seed: int):
     """The same game structure with parameters drawn from ``seed`` (a new game object every call)."""
-    rng = np.random.default_rng(seed)
-    p = (jnp.asarray(rng.normal(size=(M, 32)) / np.sqrt(M), jnp.float32), jnp.asarray(rng.normal(size=32), jnp.float32),
-         jnp.asarray(rng.normal(size=(32, 3)) / np.sqrt(32), jnp.float32))
-    return jax.tree_util.Partial(_net, p)
+    return network_game(M, seed)
 
 
 def compile_shapley(value_fn, n_players, **kw) -> dict:

@@ -19,25 +19,13 @@ from __future__ import annotations
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import log, machine_line, main_quick
+from benchmarks.common import log, machine_line, main_quick, network_game
 
 METHODS = ("kernel", "leverage", "polyshap", "regmc")
 FULL = [(16, 1024), (16, 8192), (32, 4096), (64, 4096), (64, 8192), (256, 4096), (1024, 4096)]
 QUICK = [(16, 1024), (64, 4096)]
-
-
-def _net(p, z):
-    return jnp.tanh(z.astype(jnp.float32) @ p[0] + p[1]) @ p[2]
-
-
-def _game(M: int):
-    rng = np.random.default_rng(M)
-    p = (jnp.asarray(rng.normal(size=(M, 32)) / np.sqrt(M), jnp.float32), jnp.asarray(rng.normal(size=32), jnp.float32),
-         jnp.asarray(rng.normal(size=(32, 1)) / np.sqrt(32), jnp.float32))
-    return jax.tree_util.Partial(_net, p)
 
 
 def run(*, quick: bool = False) -> dict:
@@ -45,7 +33,7 @@ def run(*, quick: bool = False) -> dict:
 
     rows = []
     for M, n in QUICK if quick else FULL:
-        g = _game(M)
+        g = network_game(M, M, n_outputs=1)
         for method in METHODS:
             call = lambda s: np.asarray(shapjax.shapley(g, M, method=method, n_evals=n,  # noqa: E731
                                                         key=jax.random.key(s)).values)
