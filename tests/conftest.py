@@ -34,5 +34,8 @@ def pytest_runtest_teardown(item, nextitem):
     if nextitem is None or nextitem.module is not item.module or _map_count() > 30_000:
         import gc
 
+        from shapjax._util import aot
+
         jax.clear_caches()
+        aot.clear()  # shapjax's own executables (shapjax._util.aot), when a test switched them on
         gc.collect()

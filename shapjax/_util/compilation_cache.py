@@ -4,6 +4,10 @@ The command line turns it on by default; the library leaves it to the user
 (:func:`shapjax.enable_compilation_cache`). Where the programs go: the ``path`` argument, else
 ``$SHAPJAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/shapjax/jax`` (``~/.cache/shapjax/jax``).
 ``SHAPJAX_NO_CACHE=1`` (or ``shapjax --no-cache ...``) turns it off.
+
+Beside JAX's cache, ``<folder>/programs`` keeps shapjax's own executables under a key computed
+without tracing (:mod:`shapjax._util.aot`): a fresh process's first explanation neither traces nor
+lowers its program.
 """
 from __future__ import annotations
 
@@ -46,4 +50,7 @@ def enable_compilation_cache(path: str | os.PathLike | None = None, *, min_compi
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    from shapjax._util import aot
+
+    aot.enable(folder / "programs")  # executables found again without tracing (shapjax._util.aot)
     return folder

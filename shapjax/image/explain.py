@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shapjax._util import aot
 from shapjax._util.autobatch import choose_batch_size
 from shapjax._util.checks import check_images, check_int, check_key, check_output_dtype, is_traced
 from shapjax._util.chunks import under_autodiff
@@ -119,7 +120,8 @@ def _chunked(fn, n_rows: int, batch_size: int, progress=None, unroll: bool = Fal
 )
 def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, progress, tol=None, *, n_classes,
                   checks=False, precision="float32", **static):
-    """The compiled program: the explanation, guarded against inputs that only a trace can see.
+    """The compiled program: the explanation, guarded against inputs that only a trace can see, and
+    whether its values are finite (for the images of the batch that are live).
 
     Traced inputs (inside a user's ``jit``) cannot be checked on the host. Here, in the program,
     NaN/inf pixels, segment ids outside ``0..M-1`` and output indexes outside the model's classes
@@ -142,7 +144,10 @@ def _explain_impl(key, images, seg, masker, out_idx, active, trees, model_tree, 
     poison = lambda a: None if a is None else jnp.where(bad, jnp.nan, a)  # noqa: E731
     phi, std, v0, v1, idx, info = out
     info = None if info is None else (info[0], poison(info[1]))
-    return poison(phi), poison(std), poison(v0), poison(v1), idx, info
+    phi = poison(phi)
+    live = jnp.ones(phi.shape[0], bool) if static.get("b_live") is None else jnp.arange(phi.shape[0]) < static["b_live"]
+    finite = jnp.all(jnp.isfinite(phi) | ~live.reshape((-1,) + (1,) * (phi.ndim - 1)))  # the host's check, here
+    return phi, poison(std), poison(v0), poison(v1), idx, info, finite
 
 
 def _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, progress, *, model_fn, n_segments,
@@ -153,7 +158,7 @@ def _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, 
     ``round_evals`` is set and the rounds of :mod:`shapjax.engine.rounds` run)."""
     base, control = controlshap.base_method(method)
     est = get_estimator(base)
-    model_fn = join_model(model_fn, model_tree)
+    model_fn = aot.recorded(join_model(model_fn, model_tree))
     M = n_segments
     B = images.shape[0]
     repl = masker.replacement(images, seg, M)
@@ -421,17 +426,23 @@ def _explain(model_fn, images, *, key, segments, masker, method, n_evals, output
         raise ValueError("tol= cannot be differentiated in reverse mode (its rounds are a lax.while_loop); "
                          "differentiate a fixed budget instead (n_evals=..., tol=None)")
     tol_arg = None if tol is None else jnp.asarray(tol, floatx())  # traced: a new tol does not recompile
-    run_images, run_seg, run_out, run_active, extra = images, jnp.asarray(seg), out_idx, active, {}
+    run_seg = seg_dev = seg if is_traced(seg) or isinstance(seg, jax.Array) else jax.device_put(np.asarray(seg))
+    run_images, run_out, run_active, extra = images, out_idx, active, {}
     if layout is not None:
         if B_run > B:  # copies of the last image fill the bucket; the program skips them
             pad = lambda a: None if a is None else jnp.concatenate([a, jnp.repeat(a[-1:], B_run - B, axis=0)])  # noqa: E731
             run_images, run_seg, run_out, run_active = pad(images), pad(run_seg), pad(out_idx), pad(active)
-        extra = dict(layout=layout, b_live=jnp.int32(B), layout_static=layout_static)
+        extra = dict(layout=layout, b_live=np.int32(B))
+    static = dict(model_fn=static_fn, n_segments=M, method=method, n_evals=0 if layout is not None else n_evals,
+                  batch_size=bs, out_mode=out_mode, k=k, ks=ks, all_active=all_active, unroll=unroll,
+                  n_classes=n_classes, checks=bool(checks), precision=precision, round_evals=round_evals,
+                  layout_static=layout_static)
     run = lambda token: _explain_impl(  # noqa: E731
-        key, run_images, run_seg, masker, run_out, run_active, trees, model_tree, token, tol_arg,
-        model_fn=static_fn, n_segments=M, method=method, n_evals=0 if layout is not None else n_evals,
-        batch_size=bs, out_mode=out_mode, k=k, ks=ks, all_active=all_active, unroll=unroll, n_classes=n_classes,
-        checks=bool(checks), precision=precision, round_evals=round_evals, **extra)
+        key, run_images, run_seg, masker, run_out, run_active, trees, model_tree, token, tol_arg, **static, **extra)
+    if not checks and not progress and not unroll and not is_traced(images) and not is_traced(model_tree):
+        # a stored executable, found in a fresh process without tracing (shapjax._util.aot)
+        dyn = (key, run_images, run_seg, masker, run_out, run_active, trees, model_tree, None, tol_arg)
+        run = lambda token: aot.call(_explain_impl, dyn, static, kwargs=extra, model=(static_fn, model_tree))  # noqa: E731
     if checks and not is_traced(images) and not is_traced(model_tree) and not is_traced(seg):
         from jax.experimental import checkify
 
@@ -439,12 +450,12 @@ def _explain(model_fn, images, *, key, segments, masker, method, n_evals, output
         run = lambda token: _throw(checkify.checkify(inner)(token))  # noqa: E731
     if progress:
         with BARS.open(total=B * used, desc=f"explain ({method})") as token:
-            phi, std, v0, v1, out_idx, info = jax.block_until_ready(run(jnp.int32(token)))
+            phi, std, v0, v1, out_idx, info, finite = jax.block_until_ready(run(jnp.int32(token)))
     else:
-        phi, std, v0, v1, out_idx, info = run(None)
+        phi, std, v0, v1, out_idx, info, finite = run(None)
     if B_run > B:
         phi, std, v0, v1, out_idx = (None if a is None else a[:B] for a in (phi, std, v0, v1, out_idx))
-    if check_result and not is_traced(phi) and not bool(jnp.all(jnp.isfinite(phi))):
+    if check_result and not is_traced(finite) and not bool(finite):
         raise_not_finite("model_fn", v0, v1, method, n_evals)
     evals = rse = None
     if info is not None:
@@ -455,7 +466,7 @@ def _explain(model_fn, images, *, key, segments, masker, method, n_evals, output
                            "error %.3g after %d evaluations per image; raise n_evals", tol, n_evals, method,
                            float(rse), used)
     return Explanation(
-        values=phi, base_values=v0, full_values=v1, std=std, segments=jnp.asarray(seg), images=images,
+        values=phi, base_values=v0, full_values=v1, std=std, segments=seg_dev, images=images,
         output_indexes=out_idx, evals=evals, rse=rse, method=method, masker=masker.describe(), n_evals=int(used),
     )
 

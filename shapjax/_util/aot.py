@@ -1,0 +1,345 @@
+"""Compiled programs kept on disk, found again *without tracing*: a fresh process's first explanation.
+
+JAX's persistent compilation cache (:mod:`shapjax._util.compilation_cache`) skips XLA's compile,
+but a fresh process still traces and lowers the whole program to compute that cache's key — on a
+small CNN that is ten times the explanation itself. This module keeps the *executable* of a
+shapjax program under a key that is computed without tracing the program:
+
+* the library's own code: the size and mtime of each of shapjax's source files;
+  JAX's and jaxlib's versions, the backend (platform, its version, device kinds and count), every
+  JAX configuration value (x64 mode, matmul precision, the PRNG implementation...) and ``XLA_FLAGS``;
+* the static arguments of the program (ints, strings, tuples, shapjax's own layouts), by ``repr``;
+* the structure of the dynamic arguments (their tree) and each leaf's shape, dtype, weak type and
+  sharding — the *values* (images, weights, keys) are arguments of the executable, never in it;
+* the user's model, by the jaxpr it traces to at every input shape the program calls it with, and
+  the bytes of every constant that jaxpr closes over. The jaxpr *is* the model's computation: new
+  weights of the same shapes reuse the executable, and any change of code or constants changes
+  the key.
+
+Where a part cannot be described stably — an object whose ``repr`` holds a memory address, a
+model whose jaxpr calls back into Python, a masker class from outside shapjax — the program is not
+stored and runs through ``jax.jit`` as always (never a stale executable). Within a process the
+executables are kept by the same key ``jax.jit`` uses (static arguments by hash, leaves by aval),
+so a second call traces nothing either.
+
+It is on when :func:`shapjax.enable_compilation_cache` is (the command line's default); the
+executables go to ``<cache folder>/programs``. ``SHAPJAX_NO_CACHE=1`` turns both off.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import pickle
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import jax
+import numpy as np
+
+_LOG = logging.getLogger(__name__)
+_MEMO_SIZE = 32  # executables kept in the process (each holds its own code mappings)
+FORMAT = 2  # bump when the stored layout changes
+
+_state = {"folder": None}
+_memo: "OrderedDict[Any, Any]" = OrderedDict()
+_lock = threading.Lock()
+_env_cache: dict = {}
+
+
+class NotStorable(Exception):
+    """A part of the program has no stable description: it runs through ``jax.jit`` instead."""
+
+
+def enable(folder: Optional[os.PathLike]) -> Optional[Path]:
+    """Keep executables in ``folder`` (None: off). Returns the folder, or None when it cannot be made."""
+    if folder is None:
+        _state["folder"] = None
+        return None
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # an unwritable cache must not stop the job
+        _LOG.warning("stored programs disabled: cannot create %s (%s)", path, e)
+        _state["folder"] = None
+        return None
+    _state["folder"] = path
+    try:  # the one-time set-up a stored program may need, done here rather than in the first call
+        _initialize_lapack()
+    except Exception as e:  # noqa: BLE001 - then it happens when a program needs it
+        _LOG.debug("LAPACK set-up deferred: %s", e)
+    return path
+
+
+def folder() -> Optional[Path]:
+    return _state["folder"]
+
+
+def clear() -> None:
+    """Forget the executables held in this process (the stored ones stay)."""
+    with _lock:
+        _memo.clear()
+
+
+# ----------------------------------------------------------------------------- stable descriptions
+
+def _source_stamp() -> tuple:
+    root = Path(__file__).resolve().parent.parent  # the shapjax package
+    stamp = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for name in sorted(filenames):
+            if name.endswith(".py"):
+                st = os.stat(os.path.join(dirpath, name))
+                stamp.append((os.path.relpath(os.path.join(dirpath, name), root), st.st_size, st.st_mtime_ns))
+    return tuple(stamp)
+
+
+def _environment() -> str:
+    """Everything outside the program's arguments that decides what it compiles to."""
+    if "source" not in _env_cache:
+        _env_cache["source"] = hashlib.sha256(repr(_source_stamp()).encode()).hexdigest()
+    import jaxlib
+
+    from jax.extend.backend import get_backend
+
+    backend = get_backend()
+    devices = jax.devices()
+    config = sorted((k, v) for k, v in jax.config.values.items()
+                    if isinstance(v, (bool, int, float, str, type(None))) and not any(
+                        w in k for w in ("cache", "log", "_dir", "traceback", "debug_nans_", "profil")))
+    return repr((FORMAT, _env_cache["source"], jax.__version__, jaxlib.__version__,
+                 devices[0].platform, getattr(backend, "platform_version", "?"),
+                 tuple(sorted({d.device_kind for d in devices})), len(devices), jax.process_count(),
+                 os.environ.get("XLA_FLAGS", ""), config))
+
+
+def stable_repr(value) -> str:
+    """``repr`` of a static argument, refused (:class:`NotStorable`) when it depends on the process."""
+    text = repr(value)
+    if " at 0x" in text or "object at" in text:
+        raise NotStorable(f"{type(value).__name__} has no stable description")
+    return text
+
+
+_TREE_MODULES = ("builtins", "collections", "shapjax", "jax", "jaxlib", "flax")
+
+
+def tree_repr(treedef) -> str:
+    """``repr`` of an argument tree, refused when a node type comes from outside shapjax and JAX (a
+    user's class of the same name could behave differently under the same description)."""
+    stack = [treedef]
+    while stack:
+        t = stack.pop()
+        data = t.node_data()
+        if data is not None:
+            mod = (getattr(data[0], "__module__", None) or "").split(".")[0]
+            if mod not in _TREE_MODULES:
+                raise NotStorable(f"argument node {data[0].__qualname__} from module {mod!r}")
+        stack.extend(t.children())
+    return stable_repr(treedef)
+
+
+def model_jaxpr(fn: Callable, *avals) -> str:
+    """The model's computation at these input avals: its jaxpr, with the bytes of its constants."""
+    closed = jax.make_jaxpr(fn)(*avals)
+    text = str(closed)
+    if "callback" in text or " at 0x" in text:
+        raise NotStorable("the model calls back into Python or has an unstable description")
+    h = hashlib.sha256(text.encode())
+    for c in closed.consts:
+        a = np.asarray(c)
+        h.update(repr((a.shape, str(a.dtype))).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _leaf_spec(x) -> tuple:
+    if isinstance(x, jax.core.Tracer):
+        raise NotStorable("traced argument")
+    if isinstance(x, jax.Array):
+        return ("A", x.shape, str(x.dtype), bool(getattr(x, "weak_type", False)), str(x.sharding))
+    if isinstance(x, (np.ndarray, np.generic)):
+        return ("N", x.shape, str(x.dtype))
+    if isinstance(x, (bool, int, float, complex)):
+        return ("P", type(x).__name__)
+    raise NotStorable(f"argument of type {type(x).__name__}")
+
+
+# ----------------------------------------------------------------------------- the model's calls
+
+_rec = threading.local()
+
+
+def recorded(fn: Callable) -> Callable:
+    """``fn`` (the joined model, inside a program's trace), noting the input aval of every call while
+    :func:`call` compiles a program to store; ``fn`` itself otherwise (no cost)."""
+    calls = getattr(_rec, "calls", None)
+    if calls is None:
+        return fn
+
+    def model(x, *rest, **kw):
+        calls.add((tuple(x.shape), str(x.dtype)))
+        return fn(x, *rest, **kw)
+
+    return model
+
+
+def _model_key(model, calls) -> str:
+    """The model (``(static, dynamic)`` of :func:`shapjax._util.modelfn.split_model`) at each recorded call."""
+    from shapjax._util.modelfn import join_model
+
+    static, dynamic = model
+    parts = [repr(calls)]
+    for shape, dtype in calls:
+        parts.append(model_jaxpr(lambda d, x: join_model(static, d)(x), dynamic, jax.ShapeDtypeStruct(shape, dtype)))
+    return "|".join(parts)
+
+
+# ----------------------------------------------------------------------------- the call
+
+def call(jitted, args: tuple, static: dict, *, kwargs: Optional[dict] = None, model=None, model_arg: str = "model_fn"):
+    """``jitted(*args, **static)``, from a stored executable where there is one (see the module doc).
+
+    ``static`` are the jit's static arguments (hashable), ``args`` and ``kwargs`` the others.
+    ``model`` is ``(static, dynamic)`` of the user's model (:func:`shapjax._util.modelfn.split_model`),
+    whose static half is ``static[model_arg]``: it is described by its jaxpr at the input avals the
+    program calls it with (noted through :func:`recorded` when the program is first compiled and
+    stored beside it), not by ``repr``. Plain ``jitted`` when no folder is set.
+    """
+    kwargs = kwargs or {}
+    path = _state["folder"]
+    if path is None:
+        return jitted(*args, **kwargs, **static)
+    try:
+        leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
+        specs = tuple(_leaf_spec(x) for x in leaves)
+    except NotStorable:
+        return jitted(*args, **kwargs, **static)
+    memo_key = (jitted, treedef, specs, tuple(sorted(static.items())))
+    with _lock:
+        exe = _memo.get(memo_key)
+        if exe is not None:
+            _memo.move_to_end(memo_key)
+    if exe is None:
+        exe = _load_or_compile(jitted, args, kwargs, static, treedef, specs, model, model_arg, path)
+        if exe is None:
+            return jitted(*args, **kwargs, **static)
+        with _lock:
+            _memo[memo_key] = exe
+            while len(_memo) > _MEMO_SIZE:
+                _memo.popitem(last=False)
+    return exe(*args, **kwargs)
+
+
+def _load_or_compile(jitted, args, kwargs, static, treedef, specs, model, model_arg, path: Path):
+    from jax.experimental import serialize_executable as se
+
+    name = f"{getattr(jitted, '__module__', '?')}.{getattr(jitted, '__qualname__', '?')}"
+    try:
+        text = repr((_environment(), name, tree_repr(treedef), specs,
+                     tuple((k, stable_repr(v)) for k, v in sorted(static.items()) if not (model and k == model_arg))))
+    except NotStorable as e:
+        _LOG.debug("program not stored: %s", e)
+        return None
+    key1 = hashlib.sha256(text.encode()).hexdigest()
+    calls_file = path / f"{key1}.calls"
+    try:
+        if model is not None and calls_file.exists():
+            calls = tuple(tuple((tuple(s), d)) for s, d in json.loads(calls_file.read_text()))
+            file = path / f"{_key2(key1, model, calls)}.xla"
+        else:
+            file = path / f"{key1}.xla"
+        if file.exists():
+            payload, in_tree, out_tree, lapack = pickle.loads(file.read_bytes())
+            if lapack:  # (normally done by enable already)
+                _initialize_lapack()
+            return se.deserialize_and_load(payload, in_tree, out_tree)
+    except NotStorable as e:
+        _LOG.debug("program not stored: %s", e)
+        return None
+    except Exception as e:  # noqa: BLE001 - a damaged or foreign entry is rebuilt, never trusted
+        _LOG.warning("stored program %s unreadable (%s: %s); compiling again", key1[:12], type(e).__name__, e)
+    _rec.calls = set() if model is not None else None
+    try:
+        with _fresh_compile() as hits:
+            compiled = jitted.trace(*args, **kwargs, **static).lower().compile()
+    except Exception:  # noqa: BLE001 - jax.jit raises the error again, with its own traceback
+        return None
+    finally:
+        calls, _rec.calls = _rec.calls, None
+    if hits:  # read from JAX's cache after all: such an executable does not serialise whole
+        _LOG.debug("program not stored: it came from JAX's persistent cache")
+        return compiled
+    try:
+        if model is not None:
+            calls = tuple(sorted(calls))
+            file = path / f"{_key2(key1, model, calls)}.xla"
+            _write(calls_file, json.dumps([[list(s), d] for s, d in calls]).encode())
+        else:
+            file = path / f"{key1}.xla"
+        lapack = jax.default_backend() == "cpu" and "lapack" in compiled.as_text()
+        _write(file, pickle.dumps((*se.serialize(compiled), lapack)))
+    except NotStorable as e:
+        _LOG.debug("program not stored: %s", e)
+    except Exception as e:  # noqa: BLE001 - not every executable serialises (host callbacks...)
+        _LOG.debug("program not stored: %s: %s", type(e).__name__, e)
+    return compiled
+
+
+@contextlib.contextmanager
+def _fresh_compile():
+    """Compile past JAX's persistent cache: an executable *read* from that cache serialises without
+    its code (loaded in another process it fails with "Function ... not found"). Yields a list that
+    holds an entry if the cache was read all the same (then the executable must not be stored)."""
+    import jax.monitoring as monitoring
+    from jax._src import compilation_cache as cc
+
+    hits: list = []
+    me = threading.get_ident()
+
+    def on_event(event, **kw):
+        if event == "/jax/compilation_cache/cache_hits" and threading.get_ident() == me:
+            hits.append(event)
+
+    monitoring.register_event_listener(on_event)
+    lock = getattr(cc, "_cache_initialized_mutex", None)
+    saved = None
+    if lock is not None and hasattr(cc, "_cache_used"):
+        with lock:
+            saved = (cc._cache_checked, cc._cache_used)
+            cc._cache_checked, cc._cache_used = True, False
+    try:
+        yield hits
+    finally:
+        if saved is not None:
+            with lock:
+                cc._cache_checked, cc._cache_used = saved
+        monitoring.unregister_event_listener(on_event)
+
+
+def _initialize_lapack() -> None:
+    """What a fresh process sets up lazily when it first *lowers* a linear-algebra op on CPU (the
+    LAPACK kernels behind XLA:CPU's custom calls, from ``scipy.linalg``: about 0.2 s): a deserialised
+    executable that calls them before that crashes the process. ``jax.export`` does the same
+    before it runs a stored module."""
+    from jax._src.lax import linalg
+
+    linalg.initialize_lapack()
+
+
+def _key2(key1: str, model, calls) -> str:
+    return hashlib.sha256(f"{key1}|{_model_key(model, calls)}".encode()).hexdigest()
+
+
+def _write(file: Path, blob: bytes) -> None:
+    tmp = file.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, file)  # atomic: a concurrent reader sees all of it or nothing
+
+
+__all__ = ["enable", "folder", "clear", "call", "recorded", "model_jaxpr", "stable_repr", "NotStorable"]
