@@ -213,3 +213,20 @@ def test_a_fresh_process_runs_the_stored_program_without_compiling(tmp_path, met
     assert cold["explain_compiles"] == 1 and warm["explain_compiles"] == 0, runs
     assert warm["values"] == cold["values"]  # bit for bit
     assert _files(tmp_path / "programs")
+
+
+def test_explain_dataset_finds_its_stored_program(store, tmp_path):
+    sys.path.insert(0, os.path.dirname(__file__))
+    from pipeline_model import linear_model
+    from test_pipeline import CFG, _same_store
+
+    clf = linear_model()
+    shapjax.explain_dataset(clf, "samples:mnist:6", key=KEY, store=tmp_path / "a.zarr", batch_size=3, **CFG)
+    n = len(_files(store))
+    assert n >= 1
+    aot.clear()  # a fresh run: only the files
+    with CompileLog() as log:
+        shapjax.explain_dataset(clf, "samples:mnist:6", key=KEY, store=tmp_path / "b.zarr", batch_size=3, **CFG)
+    assert log.count("local") == 0, log.by_name
+    assert len(_files(store)) == n
+    _same_store(tmp_path / "a.zarr", tmp_path / "b.zarr")

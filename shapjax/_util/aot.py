@@ -202,18 +202,21 @@ def _model_key(model, calls) -> str:
 
 # ----------------------------------------------------------------------------- the call
 
-def call(jitted, args: tuple, static: dict, *, kwargs: Optional[dict] = None, model=None, model_arg: str = "model_fn"):
+def call(jitted, args: tuple, static: dict, *, kwargs: Optional[dict] = None, model=None, model_arg: str = "model_fn",
+         describe: Callable[[], str] = lambda: ""):
     """``jitted(*args, **static)``, from a stored executable where there is one (see the module doc).
 
     ``static`` are the jit's static arguments (hashable), ``args`` and ``kwargs`` the others.
     ``model`` is ``(static, dynamic)`` of the user's model (:func:`shapjax._util.modelfn.split_model`),
     whose static half is ``static[model_arg]``: it is described by its jaxpr at the input avals the
     program calls it with (noted through :func:`recorded` when the program is first compiled and
-    stored beside it), not by ``repr``. Plain ``jitted`` when no folder is set.
+    stored beside it), not by ``repr``. ``describe()`` adds what the jitted function closes over (a
+    stable string; it may raise :class:`NotStorable`). Plain ``jitted`` when no folder is set, and
+    in a multi-process run (each process would need the same files).
     """
     kwargs = kwargs or {}
     path = _state["folder"]
-    if path is None:
+    if path is None or jax.process_count() > 1:
         return jitted(*args, **kwargs, **static)
     try:
         leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
@@ -226,7 +229,7 @@ def call(jitted, args: tuple, static: dict, *, kwargs: Optional[dict] = None, mo
         if exe is not None:
             _memo.move_to_end(memo_key)
     if exe is None:
-        exe = _load_or_compile(jitted, args, kwargs, static, treedef, specs, model, model_arg, path)
+        exe = _load_or_compile(jitted, args, kwargs, static, treedef, specs, model, model_arg, describe, path)
         if exe is None:
             return jitted(*args, **kwargs, **static)
         with _lock:
@@ -236,13 +239,14 @@ def call(jitted, args: tuple, static: dict, *, kwargs: Optional[dict] = None, mo
     return exe(*args, **kwargs)
 
 
-def _load_or_compile(jitted, args, kwargs, static, treedef, specs, model, model_arg, path: Path):
+def _load_or_compile(jitted, args, kwargs, static, treedef, specs, model, model_arg, describe, path: Path):
     from jax.experimental import serialize_executable as se
 
     name = f"{getattr(jitted, '__module__', '?')}.{getattr(jitted, '__qualname__', '?')}"
     try:
         text = repr((_environment(), name, tree_repr(treedef), specs,
-                     tuple((k, stable_repr(v)) for k, v in sorted(static.items()) if not (model and k == model_arg))))
+                     tuple((k, stable_repr(v)) for k, v in sorted(static.items()) if not (model and k == model_arg)),
+                     describe()))
     except NotStorable as e:
         _LOG.debug("program not stored: %s", e)
         return None

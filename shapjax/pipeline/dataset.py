@@ -365,7 +365,7 @@ def explain_dataset(
         keys = pg.image_keys(pidx, key=key)
         if mode == "map":
             args = pg.shard(mesh, (keys, x, s, o, a, t))
-            return prepared, prog(*args, masker_dev, model_dev)
+            return prepared, pg.run(plan, prog, *args, masker_dev, model_dev)
         outs, rows = [], B // D  # device j explains rows j*rows..(j+1)*rows-1, as P("images") would place them
         for r in range(len(idx)):
             dev = local_devices[r // rows]

@@ -26,6 +26,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from shapjax._util import aot
 from shapjax._util.modelfn import join_model, split_model
 from shapjax.engine.estimators import get_estimator
 from shapjax.engine.estimators.partition import Tree, balanced_tree, schedule
@@ -112,7 +113,7 @@ def trees_of(seg: np.ndarray, M: int) -> Tree:
 def _local_program(plan: Plan):
     def local(keys, images, seg, out_idx, active, trees, masker, model_tree):
         static = _static(plan)
-        mf = join_model(plan.model_fn, model_tree)
+        mf = aot.recorded(join_model(plan.model_fn, model_tree))
 
         def one(a):
             k, x, s, o, act, t = a
@@ -130,6 +131,14 @@ def _local_program(plan: Plan):
 
 
 _PROGRAMS: dict = {}
+
+
+def run(plan: Plan, prog, *args):
+    """``prog(*args)`` (a :func:`program`; the model's arrays last), from a stored executable where
+    there is one (:mod:`shapjax._util.aot`): the first batch of a fresh run is not traced again."""
+    return aot.call(prog, args, {}, model=(plan.model_fn, args[-1]),
+                    describe=lambda: aot.stable_repr(dataclasses.replace(plan, model_fn=None)))
+
 
 
 def program(plan: Plan, mesh: Mesh):
@@ -205,5 +214,5 @@ def pad_rows(a, n: int):
     return np.concatenate([a, np.repeat(a[-1:], n - b, axis=0)])
 
 
-__all__ = ["AXIS", "Plan", "local_mesh", "make_plan", "program", "shard", "replicate", "image_keys", "pad_rows",
+__all__ = ["AXIS", "Plan", "local_mesh", "make_plan", "program", "run", "shard", "replicate", "image_keys", "pad_rows",
            "trees_of", "split_model"]
