@@ -44,11 +44,11 @@ def test_a_slow_model_reaches_the_large_batches_it_runs_best_at():
 
 
 def test_the_probe_time_budget_holds_when_compiles_are_slow():
-    dev = FakeDevice(RESNET18, compile_s=9.0)
+    dev = FakeDevice(RESNET18, compile_s=13.0)
     chosen, rates = dev.search()
     assert dev.now <= autobatch.PROBE_SECONDS
-    assert dev.compiled == [16, 32]  # a third compile plus its calls would pass the budget
-    assert chosen == 32 and set(rates) == {16, 32}
+    assert dev.compiled == [16, 32, 64]  # a fourth compile plus its calls would pass the budget
+    assert chosen == 64 and set(rates) == {16, 32, 64}
 
 
 def test_a_small_model_tries_every_candidate_cheaply_and_does_not_stop_at_a_dip():
@@ -82,3 +82,11 @@ def test_the_fastest_call_counts_so_a_load_spike_does_not_lose_the_best_batch():
 def test_tiny_jobs_still_get_one_candidate(max_rows):
     dev = FakeDevice(RESNET18)
     assert dev.search(max_rows=max_rows)[0] == 16 and dev.compiled == [16]
+
+
+def test_a_program_of_two_chunks_counts_both_and_limits_each_model_call():
+    dev = FakeDevice({b: r * 2 for b, r in RESNET18.items()}, compile_s=1.0)  # each run = 2 model calls
+    chosen, rates = autobatch.search(dev.compile_at, max_rows=1 << 20, clock=dev.clock, chunks=2)
+    assert rates[16] == pytest.approx(1 / RESNET18[16])  # images per second of the model, not of the program
+    assert dev.compiled[-1] * RESNET18[dev.compiled[-1]] <= autobatch.MAX_CALL_SECONDS
+    assert dev.now <= autobatch.PROBE_SECONDS and chosen == max(rates)

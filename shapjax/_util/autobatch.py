@@ -3,18 +3,20 @@
 The number of composed images per model call matters: on CPU a small CNN on 64x64 images ran 3.8x
 slower at batch 64 than at 256, while ResNet-18 at 32x32 ran 1.46x faster at 256 than at 16 in one run (flat in another). A
 fixed element budget cannot know this, so for jobs big enough to care (at least
-:data:`PROBE_MIN_ROWS` rows) :func:`choose_batch_size` times the model's jitted forward pass at a
-few powers of two and keeps the fastest per image, within a memory budget and a time budget
-(:func:`search` is the rule; :func:`probe` feeds it the real model):
+:data:`PROBE_MIN_ROWS` rows) :func:`choose_batch_size` times explain's chunk step in miniature
+(:data:`PROBE_CHUNKS` chunks under ``lax.map`` and ``lax.cond``, each composing masked copies of an
+image and running the jitted model on them) at a few powers of two and keeps the fastest per image,
+within a memory budget and a time budget (:func:`search` is the rule; :func:`probe` feeds it the
+real model):
 
 * candidates ``16, 32, ... 2048`` (no more than the job's rows), tried in increasing order;
 * each is compiled; its memory analysis bounds the candidates (temporaries of one call must stay
   under :data:`MEMORY_FRACTION` of the device's free memory, or of ``MemAvailable`` on CPU);
-* each is called until at least 3 calls and :data:`MIN_TIMED_SECONDS` are spent (50 calls at
-  most), or only twice once a call takes more than :data:`SLOW_CALL_SECONDS`; the fastest call
+* each program is run until at least 3 runs and :data:`MIN_TIMED_SECONDS` are spent (50 runs at
+  most), or only twice once a run takes more than :data:`SLOW_CALL_SECONDS`; the fastest run
   counts (other processes only ever add time);
-* the next candidate is tried only if its predicted call (the last call scaled by the batch ratio)
-  stays under :data:`MAX_CALL_SECONDS` and its predicted cost (the last compile plus its calls)
+* the next candidate is tried only if its predicted model call (the last one scaled by the batch
+  ratio) stays under :data:`MAX_CALL_SECONDS` and its predicted cost (the last compile plus its runs)
   keeps the whole probe within :data:`PROBE_SECONDS`. There is no early stop on a slower
   candidate: on XLA:CPU the throughput is not unimodal in the batch size (a small CNN ran well at
   16 and 128-256 but 2x slower at 32-64 and 512, ``benchmarks/results/chunk_size_cpu.md``), and a
@@ -22,11 +24,10 @@ few powers of two and keeps the fastest per image, within a memory budget and a 
   call at 16, 2.8 s at 256, the best in one run), which the old rule (stop after a 0.5 s call) never reached;
 * the winner is the smallest batch within 3 % of the best throughput.
 
-The forward pass alone is timed, not explain's chunk step (compose the masked images, forward, pick
-the outputs, inside ``lax.map`` and ``lax.cond``). That is a known weakness: in the committed run of
-``benchmarks/results/chunk_size_cpu.md`` the probe rated batch 16 well above 128-256 for the small
-CNN while explain ran 18-19 % faster at 128-256 (the loop and the composition cost something per
-chunk). Probing a miniature of the chunk loop instead is the next step; it is not measured yet.
+Why the chunk step and not the forward pass alone (rule 2): in rule 2's run of
+``benchmarks/results/chunk_size_cpu.md`` the forward pass rated batch 16 well above 128-256 for the
+small CNN while explain ran 18-19 % faster at 128-256: the loop and the composition cost something
+per chunk, which a forward pass alone does not see.
 
 Small models reach the last candidate in seconds; a model whose calls take seconds stops
 at the call or time limit. Results are cached per model structure (tree structure, leaf shapes and
@@ -58,8 +59,9 @@ MEMORY_FRACTION = 0.25
 MIN_TIMED_SECONDS = 0.1
 SLOW_CALL_SECONDS = 0.25
 MAX_CALL_SECONDS = 4.0
-PROBE_SECONDS = 30.0
-RULE_VERSION = 2  # part of the cache key: results of an older rule are probed again
+PROBE_SECONDS = 45.0
+PROBE_CHUNKS = 2
+RULE_VERSION = 3  # part of the cache key: results of an older rule are probed again
 
 _LOCK = threading.Lock()
 _MEMO: dict[str, int] = {}
@@ -134,10 +136,11 @@ def _time_calls(call, clock) -> float:
     return min(times)
 
 
-def search(compile_at, *, max_rows: int, free: int | None = None, clock=time.perf_counter):
-    """The probe's rule (module doc) over ``compile_at(b) -> (call, temp_bytes)``; ``call()`` runs one batch.
+def search(compile_at, *, max_rows: int, free: int | None = None, clock=time.perf_counter, chunks: int = 1):
+    """The probe's rule (module doc) over ``compile_at(b) -> (call, temp_bytes)``.
 
-    Returns ``(chosen batch, {batch: images per second})``.
+    ``call()`` runs ``chunks`` model calls of ``b`` images each. Returns ``(chosen batch, {batch: images per
+    second})``.
     """
     start = clock()
     rates: dict[int, float] = {}
@@ -146,10 +149,10 @@ def search(compile_at, *, max_rows: int, free: int | None = None, clock=time.per
         if b > max(max_rows, CANDIDATES[0]):
             break
         if last_b is not None:
-            predicted_call = last_call * b / last_b
+            predicted_call = last_call * b / last_b  # one run of the program: `chunks` model calls
             calls = 2 if predicted_call > SLOW_CALL_SECONDS else min(50, max(3, MIN_TIMED_SECONDS / predicted_call))
             predicted_cost = last_compile + calls * predicted_call
-            if predicted_call > MAX_CALL_SECONDS or clock() - start + predicted_cost > PROBE_SECONDS:
+            if predicted_call / chunks > MAX_CALL_SECONDS or clock() - start + predicted_cost > PROBE_SECONDS:
                 break
         t0 = clock()
         call, temp = compile_at(b)
@@ -157,30 +160,55 @@ def search(compile_at, *, max_rows: int, free: int | None = None, clock=time.per
         if free is not None and rates and temp > MEMORY_FRACTION * free:
             break
         t = _time_calls(call, clock)
-        rates[b] = b / max(t, 1e-9)
+        rates[b] = chunks * b / max(t, 1e-9)
         last_b, last_call, last_compile = b, t, compile_s
     best = max(rates.values())
     return min(b for b, r in rates.items() if r >= 0.97 * best), rates
 
 
-def probe(static, dynamic, image_shape, *, max_rows: int) -> int:
-    """Time the forward pass at the :data:`CANDIDATES` by the rule of :func:`search`; return the best batch."""
-    from shapjax._util.checks import available_memory
+def _chunk_program(static, image_shape):
+    """Explain's chunk loop in miniature: ``lax.map`` over chunks of coalitions, each composed into masked
+    copies of one image (an 8x8 grid of segments, zero replacement) and passed through the model."""
     from shapjax._util.modelfn import join_model
 
-    fwd = jax.jit(lambda d, x: join_model(static, d)(x))
+    H, W = image_shape[0], image_shape[1]
+    cells = ((np.arange(H)[:, None] * 8 // H) * 8 + np.arange(W)[None] * 8 // W).reshape(-1)
+
+    def program(dynamic, image, coalitions):  # coalitions [chunks, b, 64] bool
+        model = join_model(static, dynamic)
+
+        def chunk(z):
+            mask = jnp.take(z, jnp.asarray(cells), axis=1).reshape(z.shape[0], H, W, 1)
+            out = jnp.asarray(model(jnp.where(mask, image, 0.0)))
+            return out.reshape(out.shape[0], -1)[:, :1].astype(jnp.float32)
+
+        def step(a):
+            z, i = a
+            return jax.lax.cond(i < coalitions.shape[0], chunk, lambda z: jnp.zeros((z.shape[0], 1), jnp.float32), z)
+
+        return jax.lax.map(step, (coalitions, jnp.arange(coalitions.shape[0])))
+
+    return jax.jit(program)
+
+
+def probe(static, dynamic, image_shape, *, max_rows: int) -> int:
+    """Time explain's chunk step at the :data:`CANDIDATES` by the rule of :func:`search`; return the best batch."""
+    from shapjax._util.checks import available_memory
+
+    program = _chunk_program(static, image_shape)
+    image = jax.random.uniform(jax.random.key(0), tuple(image_shape), jnp.float32)
 
     def compile_at(b):
-        x = jnp.zeros((b, *image_shape), jnp.float32)
-        compiled = fwd.lower(dynamic, x).compile()
+        z = jax.random.bernoulli(jax.random.key(1), 0.5, (PROBE_CHUNKS, b, 64))
+        compiled = program.lower(dynamic, image, z).compile()
         try:
             temp = compiled.memory_analysis().temp_size_in_bytes
         except Exception:  # noqa: BLE001 - not every backend reports it
             temp = 0
-        return (lambda: jax.block_until_ready(compiled(dynamic, x))), temp
+        return (lambda: jax.block_until_ready(compiled(dynamic, image, z))), temp
 
     t0 = time.perf_counter()
-    chosen, rates = search(compile_at, max_rows=max_rows, free=available_memory())
+    chosen, rates = search(compile_at, max_rows=max_rows, free=available_memory(), chunks=PROBE_CHUNKS)
     seconds = time.perf_counter() - t0
     PROBES.append({"rates": rates, "seconds": seconds, "chosen": chosen})
     _LOG.info("chunk-size probe (%.1f s): images/s by batch %s -> %d", seconds,
