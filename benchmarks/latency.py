@@ -51,6 +51,11 @@ for name, key, n in (("first", 0, budget), ("second", 1, budget), ("bucket", 2, 
                  "explain_compiles": logc.count("_explain_impl"), "cache_hits": logc.cache_hits,
                  "compile_seconds": round(logc.seconds, 3), "trace_seconds": round(logc.trace_seconds, 3),
                  "lower_seconds": round(logc.lower_seconds, 3), "backend_seconds": round(logc.backend_seconds, 3)}
+from shapjax._util import aot
+aot.clear()  # the stored executable read again in this (now warmed-up) process: the cost of finding it
+t0 = time.perf_counter()
+np.asarray(shapjax.explain(clf, x, key=jax.random.key(3), n_evals=budget, **kw).values)
+out["reload"] = {"seconds": time.perf_counter() - t0}
 print("RESULT " + json.dumps(out))
 """
 
@@ -78,7 +83,8 @@ def run(quick: bool = False) -> dict:
                        "bucket_budget": cfg["budget"] + cfg["delta"], "cold": cold, "warm": warm,
                        "cold_first_s": cold["first"]["seconds"], "warm_first_s": warm["first"]["seconds"],
                        "second_s": warm["second"]["seconds"], "bucket_s": warm["bucket"]["seconds"],
-                       "warm_enable_s": warm["enable_seconds"],
+                       "warm_enable_s": warm["enable_seconds"], "warm_reload_s": warm["reload"]["seconds"],
+                       "warm_trace_s": warm["first"]["trace_seconds"],
                        "bucket_explain_compiles": warm["bucket"]["explain_compiles"] + cold["bucket"]["explain_compiles"],
                        "warm_over_steady": warm["first"]["seconds"] / warm["second"]["seconds"]}
                 rows.append(row)
@@ -103,6 +109,23 @@ def markdown(m: dict, res: dict) -> str:
                      f"{r['warm_first_s']:.2f} | {r.get('warm_enable_s', float('nan')):.2f} | {r['second_s']:.3f} | "
                      f"{r['bucket_s']:.3f} ({r['bucket_budget']}) | {r['bucket_explain_compiles']} | "
                      f"{r['warm_over_steady']:.2f} |")
+    small = [r for r in res["rows"] if r["model"] == "small-cnn" and "warm_reload_s" in r]
+    if small:
+        lo, hi = min(r["warm_over_steady"] for r in small), max(r["warm_over_steady"] for r in small)
+        rel = [r["warm_reload_s"] - r["second_s"] for r in small]
+        first = [r["warm_first_s"] - r["warm_reload_s"] for r in small]
+        tr = [r["warm_trace_s"] for r in small]
+        n0 = sum(r["warm"]["first"]["compiles"] == 0 for r in res["rows"])
+        lines += ["", f"Warm first calls come from stored executables (`shapjax._util.aot`): no program is traced, "
+                  f"lowered or compiled ({n0} of {len(res['rows'])} warm rows compiled nothing). The small CNN still misses the 1.5x goal "
+                  f"({lo:.1f}-{hi:.1f}x) because its steady call is only {min(r['second_s'] for r in small) * 1e3:.0f}-"
+                  f"{max(r['second_s'] for r in small) * 1e3:.0f} ms: finding the executable again in a warmed-up "
+                  f"process (`reload` in the JSON: the model traced at its call shapes for the key, "
+                  f"{min(tr):.2f}-{max(tr):.2f} s of tracing, and the executable deserialised) costs "
+                  f"{min(rel):.2f}-{max(rel):.2f} s over a steady call, and the first call of a fresh process "
+                  f"{min(first):.2f}-{max(first):.2f} s more than that (first execution in the process: buffers "
+                  f"touched for the first time, lazily imported code). Permutation sampling is not bucketed: another "
+                  f"budget compiles once per process."]
     return "\n".join(lines) + "\n"
 
 
