@@ -3,7 +3,9 @@
 The number of composed images per model call matters: on CPU a small CNN on 64x64 images ran 3.8x
 slower at batch 64 than at 256, while ResNet-18 at 32x32 ran 1.46x faster at 256 than at 16 in one run (flat in another). A
 fixed element budget cannot know this, so for jobs big enough to care (at least
-:data:`PROBE_MIN_ROWS` rows) :func:`choose_batch_size` times explain's chunk step in miniature
+:data:`PROBE_MIN_ROWS` rows, and whose forward passes at the fallback chunk are predicted to take
+at least :data:`PROBE_MIN_JOB_SECONDS`: one forward call is compiled and timed to tell; a shorter
+one-off job would spend more on the probe than it could gain) :func:`choose_batch_size` times explain's chunk step in miniature
 (:data:`PROBE_CHUNKS` chunks under ``lax.map`` and ``lax.cond``, each composing masked copies of an
 image and running the jitted model on them) at a few powers of two and keeps the fastest per image,
 within a memory budget and a time budget (:func:`search` is the rule; :func:`probe` feeds it the
@@ -54,6 +56,7 @@ import numpy as np
 _LOG = logging.getLogger(__name__)
 
 PROBE_MIN_ROWS = 2048
+PROBE_MIN_JOB_SECONDS = 1.0
 CANDIDATES = (16, 32, 64, 128, 256, 512, 1024, 2048)
 MEMORY_FRACTION = 0.25
 MIN_TIMED_SECONDS = 0.1
@@ -216,6 +219,22 @@ def probe(static, dynamic, image_shape, *, max_rows: int) -> int:
     return chosen
 
 
+def job_seconds(static, dynamic, image_shape, *, batch: int, rows: int) -> float:
+    """The job's forward passes at ``batch`` images per call, predicted from the fastest of two timed calls."""
+    from shapjax._util.modelfn import join_model
+
+    b = int(max(1, min(batch, rows)))
+    x = jnp.zeros((b, *image_shape), jnp.float32)
+    fwd = jax.jit(lambda d, x: join_model(static, d)(x)).lower(dynamic, x).compile()
+    jax.block_until_ready(fwd(dynamic, x))
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fwd(dynamic, x))
+        times.append(time.perf_counter() - t0)
+    return min(times) * rows / b
+
+
 def choose_batch_size(static, dynamic, image_shape, *, rows: int, n_replacements: int = 1,
                       fallback: int) -> int:
     """Composed images (explained rows) per model call for a job of ``rows`` rows; ``fallback`` for small jobs."""
@@ -226,6 +245,9 @@ def choose_batch_size(static, dynamic, image_shape, *, rows: int, n_replacements
         hit = _MEMO.get(key)
     if hit is None:
         hit = _read_disk(key)
+    if hit is None and job_seconds(static, dynamic, image_shape, batch=fallback * n_replacements,
+                                   rows=rows * n_replacements) < PROBE_MIN_JOB_SECONDS:
+        return fallback  # a one-off job this short gains less than the probe costs (nothing is cached)
     if hit is None:
         per_call = probe(static, dynamic, image_shape, max_rows=rows * n_replacements)
         hit = max(1, per_call // max(int(n_replacements), 1))
