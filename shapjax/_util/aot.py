@@ -5,7 +5,8 @@ but a fresh process still traces and lowers the whole program to compute that ca
 small CNN that is ten times the explanation itself. This module keeps the *executable* of a
 shapjax program under a key that is computed without tracing the program:
 
-* the library's own code: the size and mtime of each of shapjax's source files;
+* the library's own code: the size and mtime of each of shapjax's source files; the host CPU (its
+  model and feature flags: XLA:CPU code is compiled for them);
   JAX's and jaxlib's versions, the backend (platform, its version, device kinds and count), every
   JAX configuration value (x64 mode, matmul precision, the PRNG implementation...) and ``XLA_FLAGS``;
 * the static arguments of the program (ints, strings, tuples, shapjax's own layouts), by ``repr``;
@@ -99,10 +100,25 @@ def _source_stamp() -> tuple:
     return tuple(stamp)
 
 
+def _host_cpu() -> str:
+    """XLA:CPU compiles for the host's instruction set: a cache folder shared between machines must not
+    hand one machine's code to another (Linux: the model name and feature flags of /proc/cpuinfo)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags", "Features", "CPU part"))]
+        seen = dict.fromkeys(ln.strip() for ln in lines)
+        return hashlib.sha256("\n".join(seen).encode()).hexdigest()
+    except OSError:
+        return f"{platform.machine()}|{platform.processor()}"
+
+
 def _environment() -> str:
     """Everything outside the program's arguments that decides what it compiles to."""
     if "source" not in _env_cache:
         _env_cache["source"] = hashlib.sha256(repr(_source_stamp()).encode()).hexdigest()
+        _env_cache["cpu"] = _host_cpu()
     import jaxlib
 
     from jax.extend.backend import get_backend
@@ -112,7 +128,7 @@ def _environment() -> str:
     config = sorted((k, v) for k, v in jax.config.values.items()
                     if isinstance(v, (bool, int, float, str, type(None))) and not any(
                         w in k for w in ("cache", "log", "_dir", "traceback", "debug_nans_", "profil")))
-    return repr((FORMAT, _env_cache["source"], jax.__version__, jaxlib.__version__,
+    return repr((FORMAT, _env_cache["source"], _env_cache["cpu"], jax.__version__, jaxlib.__version__,
                  devices[0].platform, getattr(backend, "platform_version", "?"),
                  tuple(sorted({d.device_kind for d in devices})), len(devices), jax.process_count(),
                  os.environ.get("XLA_FLAGS", ""), config))
