@@ -50,6 +50,9 @@ def test_a_short_one_off_job_skips_the_probe(monkeypatch):
     t = autobatch.job_seconds(static, dynamic, (8, 8, 1), batch=37, rows=5000)
     assert 0 < t < autobatch.PROBE_MIN_JOB_SECONDS
     assert autobatch.choose_batch_size(static, dynamic, (8, 8, 1), rows=5000, fallback=37) == 37
+    # the forward call's time is kept: the next job of this model decides without compiling anything
+    monkeypatch.setattr(autobatch.jax, "jit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("compiled")))
+    assert autobatch.choose_batch_size(static, dynamic, (8, 8, 1), rows=6000, fallback=37) == 37
 
 
 def test_explain_with_the_probed_chunk_matches_a_fixed_chunk(monkeypatch):

@@ -219,20 +219,34 @@ def probe(static, dynamic, image_shape, *, max_rows: int) -> int:
     return chosen
 
 
-def job_seconds(static, dynamic, image_shape, *, batch: int, rows: int) -> float:
-    """The job's forward passes at ``batch`` images per call, predicted from the fastest of two timed calls."""
+def job_seconds(static, dynamic, image_shape, *, batch: int, rows: int, key: str | None = None) -> float:
+    """The job's forward passes at ``batch`` images per call, predicted from the fastest of two timed calls
+    (one compile; the call's time is kept per model fingerprint ``key`` and batch, in the process and
+    beside the compilation cache, so later jobs of the same model decide at no cost)."""
     from shapjax._util.modelfn import join_model
 
     b = int(max(1, min(batch, rows)))
-    x = jnp.zeros((b, *image_shape), jnp.float32)
-    fwd = jax.jit(lambda d, x: join_model(static, d)(x)).lower(dynamic, x).compile()
-    jax.block_until_ready(fwd(dynamic, x))
-    times = []
-    for _ in range(2):
-        t0 = time.perf_counter()
+    fkey = None if key is None else f"{key}|forward-us@{b}"
+    with _LOCK:
+        us = _MEMO.get(fkey) if fkey else None
+    if us is None and fkey:
+        us = _read_disk(fkey)
+    if us is None:
+        x = jnp.zeros((b, *image_shape), jnp.float32)
+        fwd = jax.jit(lambda d, x: join_model(static, d)(x)).lower(dynamic, x).compile()
         jax.block_until_ready(fwd(dynamic, x))
-        times.append(time.perf_counter() - t0)
-    return min(times) * rows / b
+        times = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fwd(dynamic, x))
+            times.append(time.perf_counter() - t0)
+        us = max(1, round(min(times) * 1e6))
+        if fkey:
+            _write_disk(fkey, us)
+    if fkey:
+        with _LOCK:
+            _MEMO[fkey] = us
+    return us * 1e-6 * rows / b
 
 
 def choose_batch_size(static, dynamic, image_shape, *, rows: int, n_replacements: int = 1,
@@ -246,8 +260,8 @@ def choose_batch_size(static, dynamic, image_shape, *, rows: int, n_replacements
     if hit is None:
         hit = _read_disk(key)
     if hit is None and job_seconds(static, dynamic, image_shape, batch=fallback * n_replacements,
-                                   rows=rows * n_replacements) < PROBE_MIN_JOB_SECONDS:
-        return fallback  # a one-off job this short gains less than the probe costs (nothing is cached)
+                                   rows=rows * n_replacements, key=key) < PROBE_MIN_JOB_SECONDS:
+        return fallback  # a job this short gains less than the probe costs
     if hit is None:
         per_call = probe(static, dynamic, image_shape, max_rows=rows * n_replacements)
         hit = max(1, per_call // max(int(n_replacements), 1))
