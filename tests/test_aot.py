@@ -230,3 +230,12 @@ def test_explain_dataset_finds_its_stored_program(store, tmp_path):
     assert log.count("local") == 0, log.by_name
     assert len(_files(store)) == n
     _same_store(tmp_path / "a.zarr", tmp_path / "b.zarr")
+
+
+def test_the_store_keeps_the_most_recently_used_within_its_size(store, monkeypatch):
+    shapjax.explain(_linear(W), X, key=KEY, **KW)
+    (first,) = _files(store)
+    size = (store / first).stat().st_size
+    monkeypatch.setattr(aot, "MAX_STORE_BYTES", int(1.5 * size))  # room for one executable
+    shapjax.explain(_linear(W), X[:1], key=KEY, **KW)  # another batch bucket: a second executable
+    assert len(_files(store)) == 1 and _files(store) != [first]

@@ -24,7 +24,8 @@ executables are kept by the same key ``jax.jit`` uses (static arguments by hash,
 so a second call traces nothing either.
 
 It is on when :func:`shapjax.enable_compilation_cache` is (the command line's default); the
-executables go to ``<cache folder>/programs``. ``SHAPJAX_NO_CACHE=1`` turns both off.
+executables go to ``<cache folder>/programs`` (at most :data:`MAX_STORE_BYTES`, the least recently
+used deleted first). ``SHAPJAX_NO_CACHE=1`` turns both off.
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ import numpy as np
 
 _LOG = logging.getLogger(__name__)
 _MEMO_SIZE = 32  # executables kept in the process (each holds its own code mappings)
+MAX_STORE_BYTES = 2 << 30  # the stored executables kept on disk; the least recently used go first
 FORMAT = 2  # bump when the stored layout changes
 
 _state = {"folder": None}
@@ -276,6 +278,7 @@ def _load_or_compile(jitted, args, kwargs, static, treedef, specs, model, model_
             file = path / f"{key1}.xla"
         if file.exists():
             payload, in_tree, out_tree, lapack = pickle.loads(file.read_bytes())
+            _touch(file)
             if lapack:  # (normally done by enable already)
                 _initialize_lapack()
             return se.deserialize_and_load(payload, in_tree, out_tree)
@@ -304,6 +307,7 @@ def _load_or_compile(jitted, args, kwargs, static, treedef, specs, model, model_
             file = path / f"{key1}.xla"
         lapack = jax.default_backend() == "cpu" and "lapack" in compiled.as_text()
         _write(file, pickle.dumps((*se.serialize(compiled), lapack)))
+        _evict(path)
     except NotStorable as e:
         _LOG.debug("program not stored: %s", e)
     except Exception as e:  # noqa: BLE001 - not every executable serialises (host callbacks...)
@@ -354,6 +358,27 @@ def _initialize_lapack() -> None:
 
 def _key2(key1: str, model, calls) -> str:
     return hashlib.sha256(f"{key1}|{_model_key(model, calls)}".encode()).hexdigest()
+
+
+def _touch(file: Path) -> None:
+    try:
+        os.utime(file)  # recency for _evict (atime is often not kept)
+    except OSError:
+        pass
+
+
+def _evict(path: Path) -> None:
+    """Delete the least recently used executables while the store holds more than MAX_STORE_BYTES."""
+    try:
+        files = sorted((f.stat().st_mtime, f.stat().st_size, f) for f in path.glob("*.xla"))
+        total = sum(size for _, size, _ in files)
+        for _, size, f in files[:-1]:  # never the one just written
+            if total <= MAX_STORE_BYTES:
+                break
+            f.unlink(missing_ok=True)
+            total -= size
+    except OSError as e:  # a store that cannot be pruned must not stop the job
+        _LOG.debug("stored programs not pruned: %s", e)
 
 
 def _write(file: Path, blob: bytes) -> None:
