@@ -220,8 +220,8 @@ def probe(static, dynamic, image_shape, *, max_rows: int) -> int:
 
 
 def job_seconds(static, dynamic, image_shape, *, batch: int, rows: int, key: str | None = None) -> float:
-    """The job's forward passes at ``batch`` images per call, predicted from the fastest of two timed calls
-    (one compile; the call's time is kept per model fingerprint ``key`` and batch, in the process and
+    """The job's forward passes at ``batch`` images per call, predicted from the fastest timed call (the
+    probe's rule, :func:`_time_calls`; one compile; the call's time is kept per model fingerprint ``key`` and batch, in the process and
     beside the compilation cache, so later jobs of the same model decide at no cost)."""
     from shapjax._util.modelfn import join_model
 
@@ -234,13 +234,9 @@ def job_seconds(static, dynamic, image_shape, *, batch: int, rows: int, key: str
     if us is None:
         x = jnp.zeros((b, *image_shape), jnp.float32)
         fwd = jax.jit(lambda d, x: join_model(static, d)(x)).lower(dynamic, x).compile()
-        jax.block_until_ready(fwd(dynamic, x))
-        times = []
-        for _ in range(2):
-            t0 = time.perf_counter()
-            jax.block_until_ready(fwd(dynamic, x))
-            times.append(time.perf_counter() - t0)
-        us = max(1, round(min(times) * 1e6))
+        call = lambda: jax.block_until_ready(fwd(dynamic, x))  # noqa: E731
+        call()  # the first run of an executable pays one-time costs
+        us = max(1, round(_time_calls(call, time.perf_counter) * 1e6))
         if fkey:
             _write_disk(fkey, us)
     if fkey:
