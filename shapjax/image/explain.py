@@ -437,12 +437,12 @@ def _explain(model_fn, images, *, key, segments, masker, method, n_evals, output
                   batch_size=bs, out_mode=out_mode, k=k, ks=ks, all_active=all_active, unroll=unroll,
                   n_classes=n_classes, checks=bool(checks), precision=precision, round_evals=round_evals,
                   layout_static=layout_static)
-    run = lambda token: _explain_impl(  # noqa: E731
-        key, run_images, run_seg, masker, run_out, run_active, trees, model_tree, token, tol_arg, **static, **extra)
+    args = (key, run_images, run_seg, masker, run_out, run_active, trees, model_tree)  # then the progress token, tol
+    run = lambda token: _explain_impl(*args, token, tol_arg, **static, **extra)  # noqa: E731
     if not checks and not progress and not unroll and not is_traced(images) and not is_traced(model_tree):
         # a stored executable, found in a fresh process without tracing (shapjax._util.aot)
-        dyn = (key, run_images, run_seg, masker, run_out, run_active, trees, model_tree, None, tol_arg)
-        run = lambda token: aot.call(_explain_impl, dyn, static, kwargs=extra, model=(static_fn, model_tree))  # noqa: E731
+        run = lambda token: aot.call(_explain_impl, (*args, None, tol_arg), static, kwargs=extra,  # noqa: E731
+                                     model=(static_fn, model_tree))
     if checks and not is_traced(images) and not is_traced(model_tree) and not is_traced(seg):
         from jax.experimental import checkify
 

@@ -140,7 +140,6 @@ def run(plan: Plan, prog, *args):
                     describe=lambda: aot.stable_repr(dataclasses.replace(plan, model_fn=None)))
 
 
-
 def program(plan: Plan, mesh: Mesh):
     """The jitted, sharded program for ``plan`` on ``mesh`` (cached: one compile per plan, mesh and shapes).
 
