@@ -132,7 +132,7 @@ def test_budgets_batches_and_precision_are_in_the_key(store):
                                rtol=0, atol=1e-12)
 
 
-def test_a_model_that_calls_back_into_python_is_not_stored(store):
+def test_a_model_that_calls_back_into_python_is_not_stored(store, monkeypatch):
     wn = np.asarray(W)
 
     def host(x):
@@ -143,6 +143,13 @@ def test_a_model_that_calls_back_into_python_is_not_stored(store):
 
     e = shapjax.explain(model, X, key=KEY, **KW)
     assert _files(store) == []
+    assert _files(store, ".unstorable")  # later processes go straight to jax.jit (and JAX's own cache)
+    aot.clear()
+    compiles, real = [], aot._fresh_compile
+    monkeypatch.setattr(aot, "_fresh_compile", lambda: compiles.append(1) or real())
+    again = shapjax.explain(model, X, key=KEY, **KW)
+    assert compiles == []  # not compiled past JAX's persistent cache a second time
+    np.testing.assert_array_equal(np.asarray(again.values), np.asarray(e.values))
     np.testing.assert_allclose(np.asarray(e.values), np.asarray(_reference(model).values), rtol=1e-6)
 
 

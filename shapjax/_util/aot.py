@@ -269,7 +269,9 @@ def _load_or_compile(jitted, args, kwargs, static, treedef, specs, model, model_
         _LOG.debug("program not stored: %s", e)
         return None
     key1 = hashlib.sha256(text.encode()).hexdigest()
-    calls_file = path / f"{key1}.calls"
+    calls_file, unstorable = path / f"{key1}.calls", path / f"{key1}.unstorable"
+    if unstorable.exists():  # found once not to store: jax.jit, with JAX's own persistent cache, as before
+        return None
     try:
         if model is not None and calls_file.exists():
             calls = tuple(tuple((tuple(s), d)) for s, d in json.loads(calls_file.read_text()))
@@ -297,6 +299,7 @@ def _load_or_compile(jitted, args, kwargs, static, treedef, specs, model, model_
         calls, _rec.calls = _rec.calls, None
     if hits:  # read from JAX's cache after all: such an executable does not serialise whole
         _LOG.debug("program not stored: it came from JAX's persistent cache")
+        _write(unstorable, b"")
         return compiled
     try:
         if model is not None:
@@ -308,10 +311,12 @@ def _load_or_compile(jitted, args, kwargs, static, treedef, specs, model, model_
         lapack = jax.default_backend() == "cpu" and "lapack" in compiled.as_text()
         _write(file, pickle.dumps((*se.serialize(compiled), lapack)))
         _evict(path)
-    except NotStorable as e:
-        _LOG.debug("program not stored: %s", e)
-    except Exception as e:  # noqa: BLE001 - not every executable serialises (host callbacks...)
+    except Exception as e:  # noqa: BLE001 - NotStorable, or an executable that does not serialise (host callbacks...)
         _LOG.debug("program not stored: %s: %s", type(e).__name__, e)
+        # Remembered, so that later processes go through jax.jit and JAX's persistent cache instead of
+        # compiling past it again (per program and argument shapes: a model of the same shapes is then
+        # not stored either, which costs time, never correctness).
+        _write(unstorable, b"")
     return compiled
 
 
