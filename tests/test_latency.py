@@ -40,7 +40,7 @@ def test_distinct_ranks_is_a_permutation():
         assert sorted(np.asarray(r).tolist()) == list(range(n))
 
 
-@pytest.mark.parametrize("method", ["kernel", "leverage"])
+@pytest.mark.parametrize("method", ["kernel", "leverage", "permutation", "antithetic", "stratified"])
 def test_a_bucket_gives_the_unbucketed_design_and_estimate(method):
     M, n = 11, 333
     est = ESTIMATORS[method]
@@ -49,12 +49,17 @@ def test_a_bucket_gives_the_unbucketed_design_and_estimate(method):
     out = []
     for rows in (live, L.bucket(live), L.bucket(live) + 40):
         lay, st = est.layout(M, n, n_rows=rows)
-        d = L.build(M, lay, st, key=KEY)
+        assert st.n_rows >= rows and int(lay.n_live) == live
+        d = est.build(M, lay, st, key=KEY)
         Z = d.coalitions
-        assert not np.asarray(Z[live:]).any() and not np.asarray(d.aux.weights[live:]).any()
+        if method in ("kernel", "leverage"):
+            assert not np.asarray(Z[live:]).any() and not np.asarray(d.aux.weights[live:]).any()
         V = g(with_ends(Z))
-        phi, std = L.solve(d, V[2:], V[0], V[1], None)
+        phi, std = est.layout_solve(d, V[2:], V[0], V[1], None)
         out.append((np.asarray(Z[:live]), np.asarray(phi), np.asarray(std)))
+    # the estimator's own (unbucketed) design is the live part of every bucket
+    d = est.design(M, n, key=KEY)
+    np.testing.assert_array_equal(np.asarray(d.coalitions), out[0][0])
     for Z, phi, std in out[1:]:
         np.testing.assert_array_equal(Z, out[0][0])
         np.testing.assert_allclose(phi, out[0][1], rtol=1e-5, atol=1e-6)
@@ -87,12 +92,14 @@ def test_design_program_size_does_not_grow_with_players():
 
 def test_no_recompilation_inside_a_bucket_shapley():
     g = random_network_game(12, key=jax.random.key(1))
-    for method in ("kernel", "leverage"):
+    for method in ("kernel", "leverage", "permutation", "antithetic", "stratified"):
         a = shapjax.shapley(g, 12, key=KEY, method=method, n_evals=300)  # bucket of 298 design rows: 320
         with CompileLog() as log:
             b = shapjax.shapley(g, 12, key=KEY, method=method, n_evals=310)
         assert log.count("_shapley_impl") == 0, (method, log.by_name)
-        assert a.n_evals == 300 and b.n_evals == 310
+        est = ESTIMATORS[method]
+        assert (a.n_evals, b.n_evals) == (est.used_evals(12, 300), est.used_evals(12, 310))
+        assert a.n_evals < b.n_evals
         assert not np.allclose(a.values, b.values)
 
 
@@ -101,16 +108,18 @@ def _tiny_model():
     return lambda x: x.reshape(x.shape[0], -1) @ w
 
 
-def test_no_recompilation_inside_a_bucket_explain():
+@pytest.mark.parametrize("method,second", [("kernel", 205), ("permutation", 215), ("stratified", 215)])
+def test_no_recompilation_inside_a_bucket_explain(method, second):
     model = _tiny_model()
     x = jax.random.uniform(jax.random.key(4), (10, 8, 8, 1))
     seg = shapjax.segment.grid(4, 4)
-    kw = dict(segments=seg, masker=maskers.constant(0.0), method="kernel", outputs=[0, 1])
+    kw = dict(segments=seg, masker=maskers.constant(0.0), method=method, outputs=[0, 1])
     first = shapjax.explain(model, x[:9], key=KEY, n_evals=200, **kw)
     with CompileLog() as log:
-        same_bucket = shapjax.explain(model, x[:10], key=KEY, n_evals=205, **kw)  # 9 -> 10 images, 200 -> 205 evals
+        same_bucket = shapjax.explain(model, x[:10], key=KEY, n_evals=second, **kw)  # 9 -> 10 images, more evals
     assert log.count("_explain_impl") == 0, log.by_name  # (a few tiny eager ops of the new shapes may compile)
     assert same_bucket.values.shape == (10, 16, 2) and first.values.shape == (9, 16, 2)
+    assert same_bucket.n_evals > first.n_evals
     again = shapjax.explain(model, x[:10], key=KEY, n_evals=200, **kw)
     np.testing.assert_allclose(again.values[:9], first.values, rtol=1e-5, atol=1e-6)
     # the padded images are skipped, the live ones are the same as explained alone

@@ -124,9 +124,9 @@ def _shapley_impl(key, tree, game_data, tol, layout=None, *, game, n_players, me
                        eval_rows=lambda Z: eval_fn(Z)[None], v0=V[:1], v1=V[1:2])
         return r.values[0], r.std[0], V[0], V[1], (r.spent, r.rse)
     if layout is not None:  # a bucketed design: every budget of the bucket runs this program
-        d = layout_mod.build(M, layout, layout_static, key=key)
+        d = est.build(M, layout, layout_static, key=key)
         V = evaluate(value_fn, with_ends(d.coalitions), batch_size=batch_size, n_live=layout.n_live + 2)
-        phi, std = layout_mod.solve(d, V[2:], V[0], V[1], None)
+        phi, std = est.layout_solve(d, V[2:], V[0], V[1], None)
         return phi, std, V[0], V[1], None
     if est.estimate is not None:
         return (*est.estimate(eval_fn, M, n_evals, key=key, tree=tree, ks=ks), None)

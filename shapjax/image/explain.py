@@ -200,8 +200,8 @@ def _explain_core(key, images, seg, masker, out_idx, active, trees, model_tree, 
         return r.values, r.std, E[:, 0], E[:, 1], out_idx, (r.spent, r.rse)
 
     if layout is not None:  # bucketed: live rows q = b * N_live + n of the first b_live images, the rest skipped
-        d = layout_mod.build(M, layout, layout_static, key=key)
-        solve = layout_mod.solve
+        d = est.build(M, layout, layout_static, key=key)
+        solve = est.layout_solve
         Z = with_ends(d.coalitions)
         N, n_live = Z.shape[0], layout.n_live + 2
         fn = lambda q: _compose_eval(model_fn, images, repl, seg, out_idx, q // n_live, Z[q % n_live])  # noqa: E731

@@ -48,7 +48,8 @@ class Estimator(NamedTuple):
       used_evals: ``(M, n_evals, options) -> int``, evaluations actually spent.
       layout: optional ``(M, n_evals, n_rows) -> (layout, static)``: the design as host data of a
         bucketed length (:mod:`shapjax.engine.estimators.layout`), so budgets of one bucket share
-        one compiled program; ``build(M, layout, static, *, key) -> Design`` makes it in the program.
+        one compiled program; ``build(M, layout, static, *, key) -> Design`` makes it in the program,
+        and ``layout_solve`` (same signature as ``solve``) solves a built design, skipping its padding.
       solve_bytes: optional ``(M, n_evals, *, n_outputs) -> int``, rough peak memory of one game's solve
         where it grows faster than the design (the polynomial fits' ``N x N`` systems), so that a
         budget that cannot fit is refused before it is compiled.
@@ -64,6 +65,7 @@ class Estimator(NamedTuple):
     estimates: str = "shapley"
     layout: Optional[Callable] = None
     build: Optional[Callable] = None
+    layout_solve: Optional[Callable] = None
     solve_bytes: Optional[Callable] = None
 
     @property

@@ -33,7 +33,7 @@ from shapjax._util.precision import floatx
 from shapjax.engine.estimators.base import Design
 from shapjax.engine.estimators.regression import RegressionAux
 from shapjax.engine.samplers import distinct_ranks, random_subsets, unrank_varsize
-from shapjax.kernels.wls import constrained_wls
+from shapjax.kernels.wls import active_vector, apply_g, center, factor, least_squares, offset_targets
 
 #: Subsets of one size with more combinations than this are drawn i.i.d. (ranks no longer fit int32).
 MAX_RANKABLE = 2**30
@@ -82,6 +82,7 @@ class LayoutAux(NamedTuple):
     pair_strata: jax.Array
     fpc: jax.Array
     has_std: bool
+    layout: Layout  # the row layout it was built from (kinds, sizes: the Gram's structure)
 
 
 def _enum_rows(M, groups, mass):
@@ -148,6 +149,9 @@ def make_layout(M: int, n_rows: int, enum_groups, pairs: Pairs | None, *, mass, 
             weight[rows + off] = pairs.weight[:, off]
         pair_rows[:J] = np.stack([rows, rows + 1], 1)
         pair_strata[:J] = pairs.stratum
+        runs = np.count_nonzero(np.diff(pairs.stratum)) + 1
+        if runs != len(np.unique(pairs.stratum)):  # the standard errors sum each stratum as one run of slots
+            raise ValueError("the sampled pairs of a stratum must be consecutive")
     fpc_arr = np.zeros(n_strata + 1, np.float64)
     if fpc is not None:
         fpc_arr[:n_strata] = fpc
@@ -201,7 +205,7 @@ def build(M: int, lay: Layout, static: Static, *, key) -> Design:
         Z = zu
     Z = (Z ^ lay.flip[:, None]) & (kind != 2)[:, None]
     aux = LayoutAux(jnp.asarray(lay.weight, floatx()), jnp.asarray(lay.pair_rows), jnp.asarray(lay.pair_strata),
-                    jnp.asarray(lay.fpc, floatx()), static.has_std)
+                    jnp.asarray(lay.fpc, floatx()), static.has_std, lay)
     return Design(Z, aux)
 
 
@@ -218,40 +222,125 @@ def as_regression_design(design: Design, lay: Layout) -> Design:
     return Design(design.coalitions, aux)
 
 
+def _slot_chunk(n_slots: int, per_slot: int, budget: int) -> int:
+    """Pair slots per chunk: ``budget`` elements of per-slot work in all, at least 8, at most all."""
+    return int(max(1, min(n_slots, max(8, budget // max(per_slot, 1)))))
+
+
+def _fold_slots(step, init, n_slots: int, n_live, chunk: int):
+    """Fold ``acc = step(acc, idx, live)`` over the pair slots ``0 .. n_live - 1`` in chunks of ``chunk``
+    slots (``idx [chunk]`` clipped into range, ``live`` marks the slots below ``n_live``): a loop of
+    ``ceil(n_live / chunk)`` steps, so the padding slots of a bucket cost nothing."""
+    n_chunks = -(-n_slots // chunk)
+    last = max(n_slots - 1, 0)
+    if n_chunks == 1:
+        return step(init, jnp.minimum(jnp.arange(chunk), last), jnp.arange(chunk) < n_live)
+
+    def body(i, acc):
+        slots = i * chunk + jnp.arange(chunk)
+        return step(acc, jnp.minimum(slots, last), slots < n_live)
+
+    return jax.lax.fori_loop(0, (n_live + chunk - 1) // chunk, body, init)
+
+
+def gram(Z, lay, w, a, m, n_pairs, pair_rows):
+    r"""The centred Gram matrix ``P Z^T W Z P`` of a layout's rows (``P = diag(a) - a a^T / m``, the
+    sum-zero subspace of the active players ``a``; see :func:`shapjax.kernels.wls.constrained_wls`),
+    from its structure rather than a product over all ``N`` rows:
+
+    * enumerated rows hold whole sizes at one weight per size, and the coalitions of size ``s``
+      sum to :math:`\binom{M-2}{s-1} I + \binom{M-2}{s-2} \mathbf{1}\mathbf{1}^\top`; centred,
+      only :math:`\alpha P` is left, ``alpha`` a sum over the rows (``O(N)``);
+    * a sampled pair is a coalition ``z`` and its complement ``1 - z``, whose centred rows are
+      :math:`\pm Pz`: the pair adds :math:`(w_1 + w_2) Pz (Pz)^\top`, one product over the ``J`` live
+      pairs (chunks past them skipped), half the rows of the pairs and none of the padding.
+    """
+    N, M = Z.shape
+    dt = w.dtype
+    size = jnp.where(jnp.asarray(lay.flip), M - jnp.asarray(lay.base), jnp.asarray(lay.base)).astype(dt)
+    we = jnp.where(jnp.asarray(lay.kind) == 0, w, 0)
+    alpha = jnp.sum(we * size * (M - size)) / (M * (M - 1))
+    A = alpha * (jnp.diag(a) - jnp.outer(a, a) / m)
+    Jb = pair_rows.shape[0]
+    if Jb == 0:
+        return A
+
+    def pairs(acc, idx, live):
+        r1, r2 = pair_rows[idx, 0], pair_rows[idx, 1]
+        zt = center(Z[r1].astype(dt), a, m)
+        wp = jnp.where(live, w[r1] + w[r2], 0)
+        return acc + jnp.einsum("jm,j,jl->ml", zt, wp, zt)
+
+    return _fold_slots(pairs, A, Jb, n_pairs, _slot_chunk(Jb, M, 2**20))
+
+
 def solve(design, y, v_empty, v_full, active):
     r"""Constrained WLS on ``y - v_empty`` plus stratified standard errors of the sampled pairs.
 
-    As :func:`shapjax.engine.estimators.regression.solve`, with the pairs found through the layout
-    and the per-stratum sums done by ``segment_sum`` (``O(J M K)``, not ``O(J S M K)``). Under
-    ``jit``, a caller that drops the standard errors also drops their cost (``G``, the per-pair
-    products): XLA removes the unused computation.
+    As :func:`shapjax.engine.estimators.regression.solve` (the centred system of
+    :func:`shapjax.kernels.wls.constrained_wls`), with the Gram matrix from the layout's structure
+    (:func:`gram`), no ``M x M`` inverse (``G z`` by triangular solves with the Cholesky factor at
+    hand, :func:`shapjax.kernels.wls.apply_g`), and the work over the sampled pairs done over the
+    live pairs only, in chunks (``O(J M^2)`` for ``J`` live pairs, not ``O(N M^2)``). A pair's
+    coalitions are complements and ``G 1 = 0``, so its second member's ``G z`` is minus the
+    first's. Under ``jit``, a caller that drops the standard errors also drops their cost: XLA
+    removes the unused computation.
     """
     Z = design.coalitions
     aux: LayoutAux = design.aux
+    lay: Layout = aux.layout
     w = aux.weights
     yc = y - v_empty[None, :]
     total = v_full - v_empty
-    phi, G = constrained_wls(Z, w, yc, total, active=active)
+    M, dt = Z.shape[1], w.dtype
+    a, m = active_vector(M, active, dt)
+    ones = a
+    n_pairs = jnp.sum(jnp.asarray(lay.kind) == 1) // 2  # live sampled pairs: pair slots 0 .. n_pairs - 1
+    Abar = gram(Z, lay, w, a, m, n_pairs, aux.pair_rows)
+    fact = factor(Abar, active=active)
+    Zf = Z.astype(dt) * a[None, :]
+    phi = least_squares(fact, Zf, w, offset_targets(yc.astype(dt), Zf @ a, total, m), total)
     if not aux.has_std:
         return phi, None
-    M, dt = Z.shape[1], phi.dtype
-    ones = jnp.ones((M,), dt) if active is None else active.astype(dt)
-    r1, r2 = aux.pair_rows[:, 0], aux.pair_rows[:, 1]
-    z1 = Z[r1].astype(dt) * ones[None, :]
-    z2 = Z[r2].astype(dt) * ones[None, :]
-    y1 = yc[r1] - z1 @ phi  # residuals carry the sampling error (delta method)
-    y2 = yc[r2] - z2 @ phi
-    a = (z1 @ G.T) * w[r1][:, None]
-    b = (z2 @ G.T) * w[r2][:, None]
-    S1 = aux.fpc.shape[0]
-    seg = lambda x: jax.ops.segment_sum(x, aux.pair_strata, num_segments=S1)  # noqa: E731
-    n_s = seg(jnp.ones(aux.pair_strata.shape, dt))
-    q = a[:, :, None] * y1[:, None, :] + b[:, :, None] * y2[:, None, :]  # [J, M, K]
-    sum_q, sum_q2 = seg(q), seg(q * q)
-    n3 = n_s[:, None, None]
-    var_q = jnp.maximum(sum_q2 - sum_q**2 / jnp.maximum(n3, 1.0), 0.0) / jnp.maximum(n3 - 1.0, 1.0)
-    var_phi = jnp.sum(n3 * var_q * aux.fpc[:, None, None], axis=0)
-    return phi, jnp.sqrt(var_phi)
+    K, Jb, S1 = yc.shape[1], aux.pair_rows.shape[0], aux.fpc.shape[0]
+    n_s = jax.ops.segment_sum(jnp.ones((Jb,), dt), aux.pair_strata, num_segments=S1)  # pairs per stratum
+    # var = sum_s c_s (sum_j q_j^2 - (sum_j q_j)^2 / n_s) over the strata; a stratum of one pair has
+    # no variance estimate and adds nothing
+    c = jnp.where(n_s >= 2, aux.fpc * n_s / jnp.maximum(n_s - 1.0, 1.0), 0.0)
+    cn = c / jnp.maximum(n_s, 1.0)
+    chunk = min(_slot_chunk(Jb, M * K, 2**22), 256)  # (the run sums cost chunk flops per element)
+
+    def pairs(acc, idx, live):
+        # a stratum's pairs are one run of slots (make_layout checks it): its sum is summed run by
+        # run inside the chunk (a [chunk, chunk] one-hot product, no scatter into [S, M, K]) and the
+        # run still open at the chunk's end is carried into the next chunk
+        cq2, var2, open_q, open_s = acc
+        r1, r2 = aux.pair_rows[idx, 0], aux.pair_rows[idx, 1]
+        z1 = Z[r1].astype(dt) * ones[None, :]
+        z2 = Z[r2].astype(dt) * ones[None, :]
+        g = apply_g(fact, z1.T).T  # [c, M] G z1 (= -G z2)
+        # delta method: phi_hat - phi ~= G (b_hat - A_hat phi), residuals carry the sampling error
+        u = w[r1][:, None] * (yc[r1] - z1 @ phi) - w[r2][:, None] * (yc[r2] - z2 @ phi)  # [c, K]
+        q = jnp.where(live[:, None, None], g[:, :, None] * u[:, None, :], 0)  # [c, M, K] the pair's part
+        st = jnp.where(live, aux.pair_strata[idx], S1 - 1)
+        cq2 = cq2 + jnp.einsum("j,jmk->mk", c[st], q * q)
+        new_run = jnp.concatenate([jnp.array([True]), st[1:] != st[:-1]])
+        run = jnp.cumsum(new_run) - 1  # [c] run index inside the chunk
+        onehot = (run[:, None] == jnp.arange(chunk)[None, :]).astype(dt)  # [slot, run]
+        T = jnp.einsum("jr,jmk->rmk", onehot, q)  # [c, M, K] sum of each run
+        run_s = jnp.full((chunk,), S1 - 1, jnp.int32).at[run].set(st)  # stratum of each run
+        cont = st[0] == open_s  # the first run continues the carried one
+        T = T.at[0].add(jnp.where(cont, open_q, 0))
+        var2 = var2 + jnp.where(cont, 0.0, cn[open_s]) * open_q**2  # the carried run ended
+        last = run[-1]
+        closed = (jnp.arange(chunk) < last).astype(dt) * cn[run_s]
+        var2 = var2 + jnp.einsum("r,rmk->mk", closed, T * T)
+        return cq2, var2, T[last], run_s[last]
+
+    zero = jnp.zeros((M, K), dt)
+    cq2, var2, open_q, open_s = _fold_slots(pairs, (zero, zero, zero, jnp.int32(S1 - 1)), Jb, n_pairs, chunk)
+    var_phi = cq2 - var2 - cn[open_s] * open_q**2
+    return phi, jnp.sqrt(jnp.maximum(var_phi, 0.0))
 
 
 __all__ = ["Layout", "Static", "LayoutAux", "Pairs", "bucket", "make_layout", "pairs_of_strata", "build", "solve", "max_unrank"]

@@ -164,4 +164,5 @@ ESTIMATOR = Estimator(
     solve=regression.solve,
     layout=layout,
     build=L.build,
+    layout_solve=L.solve,
 )
