@@ -180,6 +180,25 @@ def normal_equations(Z, w, y, *, active=None):
     return A, jnp.einsum("nm,n,nk->mk", Zf, w, y.astype(A.dtype))
 
 
+def centred_normal_equations(Z, w, y, total, *, active=None):
+    """``(Abar [M, M], r [M, K])``: the centred normal equations of :func:`constrained_wls`
+    (``P Z^T W Z P`` and ``P Z^T W (y - (t/m)|z|)``). Averages over independent designs of one game
+    are the pooled design's (the to-tolerance rounds); :func:`solve_centred` solves them."""
+    dt = w.dtype if jnp.issubdtype(w.dtype, jnp.floating) else jnp.float32
+    a, m = active_vector(Z.shape[1], active, dt)
+    Zf = Z.astype(dt) * a[None, :]
+    Zt = center(Zf, a, m)
+    yt = offset_targets(y.astype(dt), Zf @ a, total, m)
+    return jnp.einsum("nm,n,nl->ml", Zt, w, Zt), jnp.einsum("nm,n,nk->mk", Zt, w, yt)
+
+
+def solve_centred(Abar, r, total, *, active=None):
+    """``phi [M, K]`` from centred normal equations (:func:`centred_normal_equations`; no rows, so
+    no refinement)."""
+    f = factor(Abar, active=active)
+    return f.a[:, None] * (total / f.m)[None, :] + apply_g(f, r)
+
+
 def weighted_ridge(X, w, y, *, alpha: float = 1.0):
     r"""Weighted ridge regression with an (unpenalised) intercept.
 

@@ -107,11 +107,11 @@ def solve_games(est, d, Y, v0, v1, active):
 
 
 def _normal(d, Y, v0, v1, active):
-    """A regression round's normal equations: ``(A [M, M], b [M, G*K])`` stacked, or per game ``[G, ...]``."""
+    """A regression round's centred normal equations: ``(Abar [M, M], r [M, G*K])`` stacked, or per game ``[G, ...]``."""
     if active is None:
-        y, a, _ = _stacked(Y, v0, v1)
-        return regression.normal_stats(d, y, a, None)
-    return jax.vmap(lambda y, a, act: regression.normal_stats(d, y, a, act))(Y, v0, active)
+        y, a, b = _stacked(Y, v0, v1)
+        return regression.normal_stats(d, y, a, b, None)
+    return jax.vmap(lambda y, a, b, act: regression.normal_stats(d, y, a, b, act))(Y, v0, v1, active)
 
 
 def _from_normal(S, v0, v1, active):

@@ -489,9 +489,18 @@ def explain_one_image(image, seg, masker, out_idx, active, tree, model_tree, *, 
     (and ``round_evals``) the image's ``(evaluations spent, relative standard error)``.
     """
     one = lambda a: None if a is None else a[None]  # noqa: E731
+    base, control = controlshap.base_method(method)
+    est = get_estimator(base)
+    extra = {}
+    if est.layout is not None and n_segments > 1 and tol is None and not control:
+        # the design of explain's bucketed program (the same layout, and the same arithmetic), so that
+        # image i is bit for bit explain(x[i:i+1], key=fold_in(key, i))
+        layout, layout_static = est.layout(n_segments, n_evals,
+                                           n_rows=layout_mod.bucket(est.used_evals(n_segments, n_evals) - 2))
+        extra = dict(layout=layout, layout_static=layout_static, b_live=1)
     phi, std, v0, v1, idx, info = _explain_core(  # the pipeline checks its (concrete) inputs on the host
         key, image[None], seg[None], masker, one(out_idx), one(active),
         None if tree is None else Tree(*(a[None] for a in tree)), model_tree, None, model_fn=model_fn,
         n_segments=n_segments, method=method, n_evals=n_evals, batch_size=batch_size, out_mode=out_mode, k=k, ks=ks,
-        all_active=active is None, tol=tol, round_evals=round_evals)
+        all_active=active is None, tol=tol, round_evals=round_evals, **extra)
     return phi[0], None if std is None else std[0], v0[0], v1[0], idx[0], info

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from shapjax._util.precision import floatx
-from shapjax.kernels.wls import constrained_wls, normal_equations, solve_normal_equations
+from shapjax.kernels.wls import centred_normal_equations, constrained_wls, solve_centred
 
 
 class RegressionAux(NamedTuple):
@@ -102,19 +102,19 @@ def enumerated_rows(n_players: int, groups, mass) -> tuple[np.ndarray, np.ndarra
     return np.concatenate(rows), np.concatenate(weights).astype(floatx())
 
 
-def normal_stats(design, y, v_empty, active):
-    """The round's normal equations ``(A [M, M], b [M, K])`` of :func:`solve` (regularised Gram,
-    ``Z^T W (y - v_empty)``).
+def normal_stats(design, y, v_empty, v_full, active):
+    """The round's centred normal equations ``(Abar [M, M], r [M, K])`` of :func:`solve`
+    (:func:`shapjax.kernels.wls.centred_normal_equations` on ``y - v_empty``).
 
     Averaged over independent rounds they are the normal equations of the pooled design (the
     to-tolerance mode of :mod:`shapjax.engine.rounds`): a ratio of means, not a mean of ratios,
     so the small-sample bias of a regression shrinks with the total budget, not the round's.
     """
-    return normal_equations(design.coalitions, design.aux.weights, y - v_empty[None, :], active=active)
+    return centred_normal_equations(design.coalitions, design.aux.weights, y - v_empty[None, :], v_full - v_empty,
+                                    active=active)
 
 
 def solve_stats(stats, v_empty, v_full, active):
-    """Values ``[M, K]`` from (averaged) normal equations ``(A, b)``: the constrained solve of :func:`solve`."""
-    A, b = stats
-    phi, _ = solve_normal_equations(A, b, v_full - v_empty, active=active)
-    return phi
+    """Values ``[M, K]`` from (averaged) centred normal equations: the constrained solve of :func:`solve`."""
+    Abar, r = stats
+    return solve_centred(Abar, r, v_full - v_empty, active=active)
