@@ -59,9 +59,9 @@ def run(quick: bool = False) -> dict:
             t_design = _time(lambda: design(jax.random.key(3), lay), repeats)
             d = L.build(M, lay, st, key=jax.random.key(3))
             V = jax.random.normal(jax.random.key(4), (d.coalitions.shape[0] + 2, 1))
-            arrays = (d.coalitions, *d.aux[:4])
-            solve = jax.jit(lambda Z, w, pr, ps, f, V: L.solve(  # noqa: E731
-                type(d)(Z, L.LayoutAux(w, pr, ps, f, st.has_std)), V[2:], V[0], V[1], None))
+            arrays = (d.coalitions, *d.aux[:4], lay)
+            solve = jax.jit(lambda Z, w, pr, ps, f, lay, V: L.solve(  # noqa: E731
+                type(d)(Z, L.LayoutAux(w, pr, ps, f, st.has_std, lay)), V[2:], V[0], V[1], None))
             t_solve = _time(lambda: solve(*arrays, V), repeats)
             from shapjax._util.autobatch import choose_batch_size
             from shapjax._util.modelfn import split_model
