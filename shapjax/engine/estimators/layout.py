@@ -177,6 +177,26 @@ def needs_iid(M: int, distinct: bool) -> bool:
     return not distinct or math.comb(M, M // 2) > MAX_RANKABLE
 
 
+def _live_subsets(sizes, M: int, key, n_live):
+    """:func:`random_subsets` of the pair slots ``sizes [J]``, drawn for the ``n_live`` live slots only:
+    in blocks of ``max(8, 2**16 // M)`` slots (block ``i`` from the key folded with ``i``, so a slot's
+    draw does not depend on the bucket's length), a loop of ``ceil(n_live / block)`` steps; the
+    padding slots stay empty."""
+    J = sizes.shape[0]
+    block = max(8, 2**16 // M)
+    n_blocks = -(-J // block)
+    sizes = jnp.concatenate([sizes, jnp.zeros(n_blocks * block - J, sizes.dtype)])
+
+    def body(i, Zs):
+        z = random_subsets(jax.lax.dynamic_slice(sizes, (i * block,), (block,)), M, key=jax.random.fold_in(key, i))
+        return jax.lax.dynamic_update_slice(Zs, z, (i * block, 0))
+
+    Zs = jnp.zeros((n_blocks * block, M), bool)
+    if n_blocks == 1:
+        return body(0, Zs)[:J]
+    return jax.lax.fori_loop(0, (n_live + block - 1) // block, body, Zs)[:J]
+
+
 def build(M: int, lay: Layout, static: Static, *, key) -> Design:
     """The coalitions of a layout, ``[n_rows, M]`` bool, in a fixed number of array operations."""
     k_size, k_sub, k_perm = jax.random.split(key, 3)
@@ -199,7 +219,8 @@ def build(M: int, lay: Layout, static: Static, *, key) -> Design:
         use_rank = use_rank | rankable
     zu = unrank_varsize(rank, jnp.where(use_rank, jnp.minimum(base, static.max_unrank), 0), M, static.max_unrank)
     if static.iid and Jb:
-        zs = random_subsets(base[lay.pair_rows[:, 0]], M, key=k_sub)  # [J, M], one draw per pair
+        n_pairs = jnp.sum(jnp.asarray(kind) == 1) // 2
+        zs = _live_subsets(base[lay.pair_rows[:, 0]], M, k_sub, n_pairs)  # [J, M], one draw per pair
         Z = jnp.where(use_rank[:, None], zu, zs[pair])
     else:
         Z = zu
