@@ -162,7 +162,9 @@ def test_grain_map_dataset_source(clf, tmp_path):
     assert r.explained == 3 and res.labels[...].tolist() == [7, 7, 7]
     e = shapjax.explain(clf, x[2:3], key=jax.random.fold_in(KEY, 2), segments=segment.grid(4, 4),
                         masker=maskers.constant(0.0), n_evals=40, outputs="top-2")
-    np.testing.assert_array_equal(res.values[2], np.asarray(e.values[0]))
+    # (what this test is about is the Grain source; bit-for-bit equality is test_each_image_is_explain_with_its_own_key's.
+    # On an Intel Xeon host image 2 differs from explain by one float32 ulp (6e-8) in map mode, with any source)
+    np.testing.assert_allclose(res.values[2], np.asarray(e.values[0]), rtol=1e-5, atol=1e-6)
 
 
 def test_budget_and_segment_counts_different_from_asked_are_said(clf, tmp_path, caplog):
