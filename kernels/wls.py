@@ -156,10 +156,10 @@ def apply_g(f: Factored, X):
 def solve_normal_equations(A, b, total, *, active=None):
     r"""The constrained solution from the normal equations ``A = Z^T W Z`` (regularised), ``b = Z^T W y``.
 
-    Sums (or averages) of the normal equations of independent designs give the solution of the pooled
-    design: how the to-tolerance rounds of :mod:`shapjax.engine.rounds` combine regression rounds.
-    Returns ``(phi [M, K], G [M, M])`` as :func:`constrained_wls`. (From ``A`` itself, so as
-    conditioned as ``A``: float32 loses digits at large ``M``, see :func:`constrained_wls`.)
+    Covert & Lee's closed form, kept as the reference the centred solve is tested against (in float64).
+    Returns ``(phi [M, K], G [M, M])`` as :func:`constrained_wls`. From ``A`` itself, so as conditioned
+    as ``A``: float32 loses digits at large ``M`` (see :func:`constrained_wls`); the to-tolerance rounds
+    pool :func:`centred_normal_equations` instead.
     """
     M = A.shape[0]
     dt = A.dtype
