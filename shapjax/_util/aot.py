@@ -43,6 +43,8 @@ from typing import Any, Callable, Optional
 import jax
 import numpy as np
 
+from shapjax._util.cpu_threads import quiet_lapack
+
 _LOG = logging.getLogger(__name__)
 _MEMO_SIZE = 32  # executables kept in the process (each holds its own code mappings)
 MAX_STORE_BYTES = 2 << 30  # the stored executables kept on disk; the least recently used go first
@@ -233,6 +235,7 @@ def call(jitted, args: tuple, static: dict, *, kwargs: Optional[dict] = None, mo
     in a multi-process run (each process would need the same files).
     """
     kwargs = kwargs or {}
+    quiet_lapack()  # (once per process: see shapjax._util.cpu_threads)
     path = _state["folder"]
     if path is None or jax.process_count() > 1:
         return jitted(*args, **kwargs, **static)
@@ -359,6 +362,7 @@ def _initialize_lapack() -> None:
     from jax._src.lax import linalg
 
     linalg.initialize_lapack()
+    quiet_lapack()  # scipy's OpenBLAS at one thread: its idle workers would spin on the model's cores
 
 
 def _key2(key1: str, model, calls) -> str:

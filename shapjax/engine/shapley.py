@@ -12,6 +12,7 @@ from flax import struct
 
 from shapjax._util.checks import check_int, check_key, check_memory, is_traced
 from shapjax._util.chunks import under_autodiff
+from shapjax._util.cpu_threads import quiet_lapack
 from shapjax._util.modelfn import join_model, split_model
 from shapjax._util.precision import as_device_arrays, check_precision, floatx, precision_scope
 from shapjax.engine import rounds
@@ -235,6 +236,7 @@ def _shapley(value_fn, n_players, *, key, method, n_evals, batch_size, tree, pre
     if tol is not None and unroll:
         raise ValueError("tol= cannot be differentiated in reverse mode (its rounds are a lax.while_loop); "
                          "differentiate a fixed budget instead (n_evals=..., tol=None)")
+    quiet_lapack()  # (once per process: see shapjax._util.cpu_threads)
     phi, std, v0, v1, info = _shapley_impl(
         key, tree, game_data, None if tol is None else jnp.asarray(tol, floatx()), layout, game=game, n_players=M,
         method=method, n_evals=0 if layout is not None else n_evals, batch_size=bs, ks=ks, unroll=unroll,
