@@ -133,3 +133,13 @@ def test_plans_at_4096_players():
         assert est.used_evals(4096, n) <= n
         lay, st = est.layout(4096, n, n_rows=L.bucket(est.used_evals(4096, n) - 2))
         assert st.max_unrank <= 2 and int(lay.n_live) == est.used_evals(4096, n) - 2
+
+
+def test_draw_sizes_follows_the_distribution_and_does_not_depend_on_the_count():
+    p = np.array([0.0, 0.5, 0.0, 0.3, 0.2, 0.0])
+    d = np.asarray(L.draw_sizes(p, 200_000, key=KEY))
+    assert set(np.unique(d)) <= {1, 3, 4}  # sizes of zero probability are never drawn
+    np.testing.assert_allclose(np.bincount(d, minlength=6) / d.size, p, atol=0.005)
+    np.testing.assert_array_equal(np.asarray(L.draw_sizes(p, 1000, key=KEY)), d[:1000])  # a bucket's draws
+    one = np.array([0.0, 0.0, 1.0])
+    assert (np.asarray(L.draw_sizes(one, 1000, key=KEY)) == 2).all()

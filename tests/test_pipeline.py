@@ -75,14 +75,17 @@ def _finish(p, timeout=150):
 
 
 def test_each_image_is_explain_with_its_own_key(clf, reference):
-    """Image i's result is explain(model, x[i:i+1], key=fold_in(key, i)): bit for bit."""
+    """Image i's result is explain(model, x[i:i+1], key=fold_in(key, i)): the same coalitions and arithmetic,
+    equal to float rounding (XLA may fuse the loop body differently: 5e-7 at values of 0.4, measured; a
+    different design or key would differ by orders more). Bit-for-bit equality across batch sizes and
+    device counts is _same_store's."""
     res = load_results(reference)
     x = shapjax.data.samples("mnist").images[:12]
     for i in (0, 11):
         e = shapjax.explain(clf, x[i:i + 1], key=jax.random.fold_in(KEY, i), segments=segment.grid(4, 4),
                             masker=maskers.constant(0.0), method="kernel", n_evals=40, outputs="top-2")
-        np.testing.assert_array_equal(res.values[i], np.asarray(e.values[0]))
-        np.testing.assert_array_equal(res.std[i], np.asarray(e.std[0]))
+        np.testing.assert_allclose(res.values[i], np.asarray(e.values[0]), rtol=1e-5, atol=2e-6)
+        np.testing.assert_allclose(res.std[i], np.asarray(e.std[0]), rtol=1e-4, atol=2e-6)
         np.testing.assert_array_equal(res.output_indexes[i], np.asarray(e.output_indexes[0]))
     exp = res[2:5]
     assert isinstance(exp, shapjax.Explanation) and exp.values.shape == (3, 16, 2) and exp.segments.shape == (3, 28, 28)
@@ -162,7 +165,7 @@ def test_grain_map_dataset_source(clf, tmp_path):
     assert r.explained == 3 and res.labels[...].tolist() == [7, 7, 7]
     e = shapjax.explain(clf, x[2:3], key=jax.random.fold_in(KEY, 2), segments=segment.grid(4, 4),
                         masker=maskers.constant(0.0), n_evals=40, outputs="top-2")
-    # (what this test is about is the Grain source; bit-for-bit equality is test_each_image_is_explain_with_its_own_key's.
+    # (what this test is about is the Grain source; equality with explain is test_each_image_is_explain_with_its_own_key's.
     # On an Intel Xeon host image 2 differs from explain by one float32 ulp (6e-8) in map mode, with any source)
     np.testing.assert_allclose(res.values[2], np.asarray(e.values[0]), rtol=1e-5, atol=1e-6)
 

@@ -17,9 +17,11 @@ KEY = jax.random.key(0)
 
 @pytest.mark.parametrize("method", ["kernel", "permutation"])
 def test_tol_intervals_cover_the_exact_values(method):
-    """Calibration of what tol relies on: over 32 keys (one vmapped program), the exact values fall inside
-    estimate +- 1.96 std (the standard errors of the stopped, combined estimate) ~95 % of the time."""
-    keys = jax.random.split(jax.random.key(11), 32)
+    """Calibration of what tol relies on: over 128 keys (one vmapped program), the exact values fall inside
+    estimate +- 1.96 std (the standard errors of the stopped, combined estimate) close to 95 % of the time.
+    Kernel stops after ~110 evaluations here, where its plug-in errors cover 87-90 % (measured over 6 x 128
+    keys; permutation 94-96 %); 32 keys gave 84-91 % for the same estimator, too noisy for the bound."""
+    keys = jax.random.split(jax.random.key(11), 128)
     res = jax.vmap(lambda k: shapjax.shapley(GAME, M, key=k, method=method, n_evals=20_000, tol=0.02,
                                              round_evals=64))(keys)
     err = np.abs(np.asarray(res.values) - REF[None])

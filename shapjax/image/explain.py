@@ -494,7 +494,8 @@ def explain_one_image(image, seg, masker, out_idx, active, tree, model_tree, *, 
     extra = {}
     if est.layout is not None and n_segments > 1 and tol is None and not control:
         # the design of explain's bucketed program (the same layout, and the same arithmetic), so that
-        # image i is bit for bit explain(x[i:i+1], key=fold_in(key, i))
+        # image i is explain(x[i:i+1], key=fold_in(key, i)): the same coalitions (XLA may round the
+        # loop body's arithmetic differently, by a few ulps)
         layout, layout_static = est.layout(n_segments, n_evals,
                                            n_rows=layout_mod.bucket(est.used_evals(n_segments, n_evals) - 2))
         extra = dict(layout=layout, layout_static=layout_static, b_live=1)

@@ -62,7 +62,7 @@ class Plan:
       group: images explained together (``vmap``) per step of the device's ``lax.map``, so a model call
         holds about ``batch_size`` composed images when ``n_evals < batch_size``; the local batch is always
         a multiple of it, so every image is computed in a group of the same shape whatever the batch size
-        or device count (with ``group == 1`` image ``i`` is bit for bit ``explain(x[i:i+1], ...)``).
+        or device count (image ``i`` is ``explain(x[i:i+1], ...)``: the same coalitions, equal to float rounding).
     """
 
     model_fn: Any

@@ -197,12 +197,24 @@ def _live_subsets(sizes, M: int, key, n_live):
     return jax.lax.fori_loop(0, (n_live + block - 1) // block, body, Zs)[:J]
 
 
+def draw_sizes(p, n: int, *, key):
+    """``n`` draws ``[n] int32`` from the distribution ``p [S]`` (sums to 1; zeros never drawn) by the
+    inverse of its CDF: ``O(n log S)``, where ``jax.random.categorical`` (Gumbel-max) costs a log and
+    a random number per size and draw (at M = 1024, 1536 x 513 of them: 7 ms of a 90 ms engine).
+    Draw ``i`` depends on the key and ``i`` only, not on ``n`` (JAX's partitionable threefry)."""
+    p = jnp.asarray(p, floatx())
+    cdf = jnp.cumsum(p)
+    u = jax.random.uniform(key, (n,), cdf.dtype) * cdf[-1]
+    last = p.shape[0] - 1 - jnp.argmax(p[::-1] > 0)  # the largest size that can be drawn (rounding at 1)
+    return jnp.minimum(jnp.searchsorted(cdf, u, side="right", method="compare_all"), last).astype(jnp.int32)
+
+
 def build(M: int, lay: Layout, static: Static, *, key) -> Design:
     """The coalitions of a layout, ``[n_rows, M]`` bool, in a fixed number of array operations."""
     k_size, k_sub, k_perm = jax.random.split(key, 3)
     kind, pair = lay.kind, lay.pair
     Jb = lay.pair_rows.shape[0]
-    drawn = jax.random.categorical(k_size, jnp.log(lay.size_p), shape=(max(Jb, 1),))
+    drawn = draw_sizes(lay.size_p, max(Jb, 1), key=k_size)
     base = jnp.where(lay.base >= 0, lay.base, drawn[pair]).astype(jnp.int32)
     sampled = kind == 1
     rank = lay.rank
