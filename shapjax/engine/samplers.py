@@ -35,12 +35,12 @@ def enumerate_size(n_players: int, size: int) -> np.ndarray:
 
 
 def random_subsets(sizes, n_players: int, *, key) -> jax.Array:
-    """Uniform random coalitions of the given sizes, one sort of values per row (no argsort).
+    """Uniform random coalitions of the given sizes, no sort (a binary search per row, :func:`kth_smallest`).
 
     Each row gets i.i.d. random 32-bit keys whose low ``ceil(log2 M)`` bits are replaced by the
     column index, so the keys of a row are distinct; a row's coalition is its ``size`` smallest
-    keys, found as ``key <= the size-th smallest`` after sorting the values (XLA sorts values
-    10-20x faster than it argsorts, and the old double argsort needed two). Ties in the random
+    keys, found as ``key <= the size-th smallest`` (:func:`kth_smallest`; the double argsort this
+    replaced cost 1.2 s at M = 1024, a sort of the values 16 ms, the search 4 ms). Ties in the random
     high bits are broken by column index, a bias of order ``M / 2**(32 - log2 M)`` per row.
 
     Args:
@@ -58,9 +58,23 @@ def random_subsets(sizes, n_players: int, *, key) -> jax.Array:
     bits = jax.random.bits(key, (N, M), jnp.uint32)
     col = jnp.arange(M, dtype=jnp.uint32)
     keys = ((bits >> low) << low) | col[None, :]
-    srt = jnp.sort(keys, axis=1)
-    thr = jnp.take_along_axis(srt, jnp.clip(sizes - 1, 0, M - 1)[:, None], axis=1)
-    return (keys <= thr) & (sizes[:, None] > 0)
+    return (keys <= kth_smallest(keys, sizes)[:, None]) & (sizes[:, None] > 0)
+
+
+def kth_smallest(keys, k):
+    """``[N]`` uint32: the ``k[n]``-th smallest (1-based) of the distinct ``keys [N, M]`` uint32 of row
+    ``n`` (``k`` in ``1..M``; 0 gives the smallest key's lower bound, 0), by a binary search over the 32
+    bits: 32 compare-and-count passes over the rows, which XLA:CPU vectorises, where a sort per row runs
+    a comparator per element pair (4 ms against 16 ms at 512 x 1024, measured). The largest ``t`` with
+    fewer than ``k`` keys below it is the ``k``-th smallest key."""
+    k = jnp.asarray(k, jnp.int32)
+
+    def step(i, t):
+        cand = t | (jnp.uint32(1) << (31 - i).astype(jnp.uint32))
+        below = jnp.sum(keys < cand[:, None], axis=1, dtype=jnp.int32)
+        return jnp.where(below < k, cand, t)
+
+    return jax.lax.fori_loop(0, 32, step, jnp.zeros(keys.shape[:1], jnp.uint32))
 
 
 def comb_table(n_players: int, max_size: int) -> np.ndarray:
@@ -82,15 +96,22 @@ def unrank_varsize(ranks, sizes, n_players: int, max_size: int) -> jax.Array:
     out = jnp.zeros((r.shape[0], M), dtype=bool)
     if smax == 0:
         return out
-    tableT = jnp.asarray(comb_table(M, smax).T)  # [smax + 1, M]
+    table = comb_table(M, smax)  # [M, smax + 1], each column non-decreasing in c
+    tab = jnp.asarray(table)
     cols = jnp.arange(M)
     for t in range(smax):
         j = sz - t  # the j-th element, counted from the largest
         on = j >= 1
-        row = tableT[jnp.clip(j, 0, smax)]  # [N, M]: C(c, j) per candidate c
-        c = jnp.sum(row <= r[:, None], axis=1) - 1
+        jc = jnp.clip(j, 1, smax)
+        # the largest candidate c with C(c, j) <= r
+        if 2 * smax * M.bit_length() <= M:  # binary searches, one per column j: O(N smax log M)
+            c = jnp.zeros_like(r)  # (at 3072 x 1024, smax = 3: 1.2 ms against 14 ms for the count)
+            for jj in range(1, smax + 1):
+                c = jnp.where(jc == jj, jnp.searchsorted(jnp.asarray(table[:, jj]), r, side="right") - 1, c)
+        else:  # count the candidates of the row's own table row: O(N M), cheaper at small M
+            c = jnp.sum(tab.T[jc] <= r[:, None], axis=1) - 1
+        r = jnp.where(on, r - tab[jnp.clip(c, 0, M - 1), jc], r)
         out = out | ((cols[None, :] == c[:, None]) & on[:, None])
-        r = jnp.where(on, r - jnp.take_along_axis(row, jnp.clip(c, 0, M - 1)[:, None], axis=1)[:, 0], r)
     return out
 
 
