@@ -121,7 +121,7 @@ def markdown(m: dict, res: dict) -> str:
                   f"({lo:.1f}-{hi:.1f}x) because its steady call is only {min(r['second_s'] for r in small) * 1e3:.0f}-"
                   f"{max(r['second_s'] for r in small) * 1e3:.0f} ms: finding the executable again in a warmed-up "
                   f"process (`reload` in the JSON: the model traced at its call shapes for the key, "
-                  f"{min(tr):.2f}-{max(tr):.2f} s of tracing, and the executable deserialised) costs "
+                  f"{min(tr):.3f}-{max(tr):.3f} s of tracing, and the executable deserialised) costs "
                   f"{min(rel):.2f}-{max(rel):.2f} s over a steady call, and the first call of a fresh process "
                   f"{min(first):.2f}-{max(first):.2f} s more than that (first execution in the process: buffers "
                   f"touched for the first time, lazily imported code). Inside a bucket "
