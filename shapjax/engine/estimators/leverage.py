@@ -103,7 +103,8 @@ def plan_uncached(n_players: int, n_rows: int, *, size_mass=None):
 def layout(n_players: int, n_evals: int, *, n_rows: int | None = None, size_mass=None):
     """The design of ``n_evals`` as a row layout (:mod:`shapjax.engine.estimators.layout`): the
     sampled pairs of size group ``g`` form stratum ``g`` (its index among all size groups, so the
-    program's shapes do not depend on the budget). ``size_mass`` replaces the leverage allocation
+    program's shapes do not depend on the budget); for the standard errors, strata of one pair are
+    collapsed with their neighbours (:func:`~shapjax.engine.estimators.layout.variance_strata`). ``size_mass`` replaces the leverage allocation
     target (see :func:`plan`). Returns ``(Layout, Static)``."""
     M = int(n_players)
     mass = shapley_kernel_size_mass(M)
@@ -119,7 +120,8 @@ def layout(n_players: int, n_evals: int, *, n_rows: int | None = None, size_mass
     w_z = np.where(two, mass[s] / k, mass[s] / (2 * k))
     w_c = np.where(two, mass[M - s] / k, w_z)
     fpc[sid] = [max(0.0, 1.0 - int(kk) / math.comb(M, int(ss))) for ss, kk in zip(s, k)]
-    pairs = L.pairs_of_strata(s, w_z, w_c, sid, k)
+    labels, fpc = L.variance_strata(sid, k, fpc)  # strata of one pair collapsed for the standard errors
+    pairs = L.pairs_of_strata(s, w_z, w_c, labels, k)
     live = used_evals(M, n_evals, size_mass=size_mass) - 2
     return L.make_layout(M, live if n_rows is None else n_rows, enum, pairs, mass=mass, n_strata=len(groups),
                          fpc=fpc, distinct=True)
