@@ -15,7 +15,12 @@ import pytest
 
 import shapjax
 from shapjax.engine.estimators import leverage
-from shapjax.engine.estimators.layout import variance_strata
+from shapjax.engine.estimators.layout import _std_warning_once, variance_strata
+
+
+@pytest.fixture(autouse=True)
+def _fresh_warnings():
+    _std_warning_once.cache_clear()  # the warning is logged once per process and budget: earlier tests may have used it
 
 
 def _game(M):
