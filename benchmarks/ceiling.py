@@ -23,7 +23,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from benchmarks.common import log, machine_line, main_quick, steady_seconds
+from benchmarks.common import log, machine_line, main_quick, median, steady_seconds, timed
 
 GRIDS = (4, 8, 16, 32, 64)
 QUICK_GRIDS = (4, 16)
@@ -37,24 +37,13 @@ def _time(fn, repeats: int) -> float:
 def _paired(explain, batch, repeats: int):
     """Median explain seconds, median batch seconds and the median of the per-repeat ratios
     ``explain / batch``, each repeat one explain call followed by the best of three batch calls."""
-    import time
-    from statistics import median
-
-    jax.block_until_ready(explain())
-    jax.block_until_ready(batch())
-    te, tb, ratios = [], [], []
+    timed(explain)
+    timed(batch)  # compiled and run once each
+    te, tb = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(explain())
-        te.append(time.perf_counter() - t0)
-        b = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            jax.block_until_ready(batch())
-            b.append(time.perf_counter() - t0)
-        tb.append(min(b))
-        ratios.append(te[-1] / tb[-1])
-    return median(te), median(tb), median(ratios)
+        te.append(timed(explain)[0])
+        tb.append(min(timed(batch)[0] for _ in range(3)))
+    return median(te), median(tb), median([e / b for e, b in zip(te, tb)])
 
 
 def run(quick: bool = False) -> dict:

@@ -219,8 +219,7 @@ def _shapley(value_fn, n_players, *, key, method, n_evals, batch_size, tree, pre
     layout, layout_static = None, None
     if est.layout is not None and M > 1 and tol is None and not under_autodiff(split_model(value_fn, "value_fn")[1]):
         # the design's length is a bucket of the budget: the budgets of one bucket share one program
-        layout, layout_static = est.layout(M, n_evals, n_rows=layout_mod.bucket(est.used_evals(M, n_evals) - 2))
-        layout_mod.warn_if_std_unreliable(layout, layout_static, M, method, n_evals)
+        layout, layout_static = layout_mod.bucketed_layout(est, M, n_evals, method)
     rows = layout_static.n_rows + 2 if layout is not None else max(n_evals, 2**M if method == "exact" else 0)
     bs = batch_size or auto_batch_size(rows, M)
     ks = None

@@ -393,8 +393,7 @@ def _explain(model_fn, images, *, key, segments, masker, method, n_evals, output
             not under_autodiff(model_tree, images):
         # budgets and batch sizes bucketed (four shapes per octave): one compiled program per bucket, the
         # extra rows and images skipped in the program (shapjax.engine.estimators.layout)
-        layout, layout_static = est.layout(M, n_evals, n_rows=layout_mod.bucket(est.used_evals(M, n_evals) - 2))
-        layout_mod.warn_if_std_unreliable(layout, layout_static, M, method, n_evals)
+        layout, layout_static = layout_mod.bucketed_layout(est, M, n_evals, method)
         B_run = layout_mod.bucket(B)
         rows = B_run * (layout_static.n_rows + 2)
     # batch_size=None: chosen from the model by a short cached probe for big jobs (shapjax._util.autobatch)
@@ -497,9 +496,7 @@ def explain_one_image(image, seg, masker, out_idx, active, tree, model_tree, *, 
         # the design of explain's bucketed program (the same layout, and the same arithmetic), so that
         # image i is explain(x[i:i+1], key=fold_in(key, i)): the same coalitions (XLA may round the
         # loop body's arithmetic differently, by a few ulps)
-        layout, layout_static = est.layout(n_segments, n_evals,
-                                           n_rows=layout_mod.bucket(est.used_evals(n_segments, n_evals) - 2))
-        layout_mod.warn_if_std_unreliable(layout, layout_static, n_segments, method, n_evals)
+        layout, layout_static = layout_mod.bucketed_layout(est, n_segments, n_evals, method)
         extra = dict(layout=layout, layout_static=layout_static, b_live=1)
     phi, std, v0, v1, idx, info = _explain_core(  # the pipeline checks its (concrete) inputs on the host
         key, image[None], seg[None], masker, one(out_idx), one(active),

@@ -22,6 +22,7 @@ when -1, drawn from ``size_p``; a pair is a coalition and its complement), 2 pad
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from typing import NamedTuple
 
@@ -34,6 +35,8 @@ from shapjax.engine.estimators.base import Design
 from shapjax.engine.estimators.regression import RegressionAux
 from shapjax.engine.samplers import distinct_ranks, random_subsets, unrank_varsize
 from shapjax.kernels.wls import active_vector, apply_g, center, factor, least_squares, offset_targets
+
+logger = logging.getLogger(__name__)
 
 #: Subsets of one size with more combinations than this are drawn i.i.d. (ranks no longer fit int32).
 MAX_RANKABLE = 2**30
@@ -129,9 +132,7 @@ STD_PAIRS_PER_PLAYER = 2
 
 @functools.lru_cache(maxsize=256)
 def _std_warning_once(method: str, M: int, n_evals: int, pairs: int, need: int) -> None:
-    import logging
-
-    logging.getLogger("shapjax").warning(
+    logger.warning(
         "method=%r, n_evals=%d: the standard errors come from %d sampled coalition pairs for %d players "
         "and understate the error (a linearisation, reliable from about %d sampled pairs per player: "
         "n_evals >= %d here); the values themselves are unaffected", method, n_evals, pairs, M,
@@ -146,6 +147,15 @@ def warn_if_std_unreliable(lay, static, M: int, method: str, n_evals: int) -> No
     pairs = int(np.count_nonzero(np.asarray(lay.kind) == 1)) // 2
     if pairs < STD_PAIRS_PER_PLAYER * M:
         _std_warning_once(method, M, int(n_evals), pairs, int(n_evals) + 2 * (STD_PAIRS_PER_PLAYER * M - pairs))
+
+
+def bucketed_layout(est, M: int, n_evals: int, method: str) -> tuple:
+    """``est.layout`` of ``n_evals`` at the bucketed length of its budget (the budgets of one bucket
+    share one program), warning where its standard errors understate the error
+    (:func:`warn_if_std_unreliable`). Returns ``(Layout, Static)``."""
+    lay, static = est.layout(M, n_evals, n_rows=bucket(est.used_evals(M, n_evals) - 2))
+    warn_if_std_unreliable(lay, static, M, method, n_evals)
+    return lay, static
 
 
 def variance_strata(stratum, count, fpc):
