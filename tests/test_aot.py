@@ -1,5 +1,6 @@
 """Stored executables (shapjax._util.aot): a fresh process runs a known explanation without tracing
 it, and no change of model, constants, configuration or arguments can reuse a wrong executable."""
+import json
 import os
 import subprocess
 import sys
@@ -200,8 +201,9 @@ with CompileLog() as log:
     e = shapjax.explain(model, x, key=jax.random.key(0), segments=shapjax.segment.grid(2, 2),
                         masker=maskers.constant(0.0), method=sys.argv[2], n_evals=12, outputs=[0, 1])
     v = np.asarray(e.values)
+from shapjax._util import aot
 print("RESULT " + json.dumps({"values": v.tolist(), "explain_compiles": log.count("_explain_impl"),
-                              "trace_s": log.trace_seconds}))
+                              "trace_s": log.trace_seconds, "preloaded": aot.stats["preloaded"]}))
 """
 
 
@@ -218,6 +220,7 @@ def test_a_fresh_process_runs_the_stored_program_without_compiling(tmp_path, met
         runs.append(json.loads(p.stdout.split("RESULT ", 1)[1]))
     cold, warm = runs
     assert cold["explain_compiles"] == 1 and warm["explain_compiles"] == 0, runs
+    assert cold["preloaded"] == 0 and warm["preloaded"] == 1, runs  # read back while the model was built
     assert warm["values"] == cold["values"]  # bit for bit
     assert _files(tmp_path / "programs")
 
@@ -246,3 +249,65 @@ def test_the_store_keeps_the_most_recently_used_within_its_size(store, monkeypat
     monkeypatch.setattr(aot, "MAX_STORE_BYTES", int(1.5 * size))  # room for one executable
     shapjax.explain(_linear(W), X[:1], key=KEY, **KW)  # another batch bucket: a second executable
     assert len(_files(store)) == 1 and _files(store) != [first]
+
+
+def _fresh_process(store):
+    """What a new process that enables the same folder holds: the files, and the preload it starts."""
+    aot.clear()
+    aot.enable(store)
+
+
+def test_enable_preloads_what_the_last_process_used_first(store):
+    shapjax.explain(_linear(W), X, key=KEY, **KW)
+    assert json.loads((store / aot.RECENT).read_text()) == _files(store)
+    _fresh_process(store)
+    before = aot.stats["preloaded"]
+    key = jax.random.key(7)
+    with CompileLog() as log:
+        e = shapjax.explain(_linear(W), X, key=key, **KW)
+    assert aot.stats["preloaded"] == before + 1 and log.count("_explain_impl") == 0
+    np.testing.assert_array_equal(np.asarray(e.values), np.asarray(_reference(_linear(W), key=key).values))
+
+
+def test_a_wrong_preload_guess_is_never_used(store):
+    """The preloaded executable is the last process's; a call whose key names another file (here:
+    other code of the same shapes) compiles its own, exactly as without preloading."""
+    relu = jax.tree_util.Partial(lambda w, x: jax.nn.relu(x.reshape(x.shape[0], -1) @ w), W)
+    shapjax.explain(_linear(W), X, key=KEY, **KW)
+    _fresh_process(store)
+    before = aot.stats["preloaded"]
+    b = shapjax.explain(relu, X, key=KEY, **KW)
+    assert aot.stats["preloaded"] == before
+    np.testing.assert_array_equal(np.asarray(b.values), np.asarray(_reference(relu).values))
+    assert len(_files(store)) == 2
+
+
+def test_a_damaged_preload_is_compiled_again(store, caplog):
+    a = shapjax.explain(_linear(W), X, key=KEY, **KW)
+    (f,) = _files(store)
+    (store / f).write_bytes(b"not a program")
+    _fresh_process(store)
+    b = shapjax.explain(_linear(W), X, key=KEY, **KW)
+    np.testing.assert_array_equal(np.asarray(a.values), np.asarray(b.values))
+    assert "unreadable" in caplog.text and (store / f).read_bytes() != b"not a program"
+
+
+def test_compile_log_skips_shapjax_background_threads():
+    import threading
+
+    def compile_new(background):
+        if background:
+            aot.background_threads.add(threading.get_ident())
+        try:
+            jax.jit(lambda a: a * 3.0 + float(background) + 0.125)(jnp.ones(5)).block_until_ready()
+        finally:
+            aot.background_threads.discard(threading.get_ident())
+
+    counts = []
+    for background in (True, False):
+        with CompileLog() as log:
+            t = threading.Thread(target=compile_new, args=(background,))
+            t.start()
+            t.join()
+        counts.append(log.compiles)
+    assert counts[0] == 0 and counts[1] >= 1, counts

@@ -26,6 +26,14 @@ so a second call traces nothing either.
 It is on when :func:`shapjax.enable_compilation_cache` is (the command line's default); the
 executables go to ``<cache folder>/programs`` (at most :data:`MAX_STORE_BYTES`, the least recently
 used deleted first). ``SHAPJAX_NO_CACHE=1`` turns both off.
+
+Reading an executable back costs about as much as running a small one (XLA rebuilds its HLO module
+and links its code: 0.05 s for a small CNN's explanation), so :func:`enable` starts a background
+thread that reads the executables the previous process used first (``recent.json``, at most
+:data:`PRELOAD`) while the caller builds its model. A preloaded executable is only *used* when the
+key computed for a call names its file, exactly as a read from disk would be; a wrong guess costs
+that thread's time and nothing else. The thread also runs a tiny matrix product once, so that the
+one-off set-up of XLA:CPU's GEMM library (0.02 s, once per process) is not paid by the first call.
 """
 from __future__ import annotations
 
@@ -49,11 +57,17 @@ _LOG = logging.getLogger(__name__)
 _MEMO_SIZE = 32  # executables kept in the process (each holds its own code mappings)
 MAX_STORE_BYTES = 2 << 30  # the stored executables kept on disk; the least recently used go first
 FORMAT = 2  # bump when the stored layout changes
+PRELOAD = 2  # executables read back in the background by enable (the first ones the last process used)
+RECENT = "recent.json"
 
 _state = {"folder": None}
 _memo: "OrderedDict[Any, Any]" = OrderedDict()
 _lock = threading.Lock()
 _env_cache: dict = {}
+_preloaded: dict = {}  # file name -> (threading.Event, [executable or None]) from the preload thread
+_used: list = []  # the files this process used, in order (the first PRELOAD go to recent.json)
+stats = {"preloaded": 0}  # calls served by a preloaded executable (for tests and benchmarks)
+background_threads: set = set()  # idents of shapjax's own background threads (CompileLog skips them)
 
 
 class NotStorable(Exception):
@@ -64,6 +78,8 @@ def enable(folder: Optional[os.PathLike]) -> Optional[Path]:
     """Keep executables in ``folder`` (None: off). Returns the folder, or None when it cannot be made."""
     if folder is None:
         _state["folder"] = None
+        with _lock:
+            _preloaded.clear()
         return None
     path = Path(folder)
     try:
@@ -73,10 +89,13 @@ def enable(folder: Optional[os.PathLike]) -> Optional[Path]:
         _state["folder"] = None
         return None
     _state["folder"] = path
+    with _lock:
+        _used.clear()  # (recent.json is per folder)
     try:  # the one-time set-up a stored program may need, done here rather than in the first call
         _initialize_lapack()
     except Exception as e:  # noqa: BLE001 - then it happens when a program needs it
         _LOG.debug("LAPACK set-up deferred: %s", e)
+    _start_preload(path)
     return path
 
 
@@ -85,9 +104,94 @@ def folder() -> Optional[Path]:
 
 
 def clear() -> None:
-    """Forget the executables held in this process (the stored ones stay)."""
+    """Forget the executables held in this process (the stored ones stay), as if it were a fresh one."""
     with _lock:
         _memo.clear()
+        _preloaded.clear()
+        _used.clear()
+
+
+# ----------------------------------------------------------------------------- preloading
+
+def _start_preload(path: Path) -> None:
+    """Read back, in a background thread, the executables named in ``path/recent.json`` (see the module doc)."""
+    try:
+        if jax.process_count() > 1:  # (call does not use stored programs there)
+            return
+        names = json.loads((path / RECENT).read_text()) if (path / RECENT).exists() else []
+        names = [n for n in names if isinstance(n, str) and n.endswith(".xla") and "/" not in n][:PRELOAD]
+    except (OSError, ValueError) as e:
+        _LOG.debug("no preload: %s", e)
+        names = []
+    jobs = []
+    with _lock:
+        for name in names:
+            if name not in _preloaded and (path / name).exists():
+                _preloaded[name] = (threading.Event(), [None])
+                jobs.append((name, _preloaded[name]))
+    cpu = jax.default_backend() == "cpu"
+    if not jobs and not cpu:
+        return
+    # Not a daemon: the interpreter waits for it at exit (a few tenths of a second at most) rather
+    # than tearing XLA down under it.
+    threading.Thread(target=_preload, args=(path, jobs, cpu), name="shapjax-preload").start()
+
+
+def _preload(path: Path, jobs: list, cpu: bool) -> None:
+    background_threads.add(threading.get_ident())
+    try:
+        for name, (done, slot) in jobs:
+            try:
+                slot[0] = _read(path / name)
+            except Exception as e:  # noqa: BLE001 - the call reads the file itself, and reports
+                _LOG.debug("preload of %s failed: %s: %s", name, type(e).__name__, e)
+            finally:
+                done.set()
+        if cpu:
+            _warm_gemm()
+    finally:
+        background_threads.discard(threading.get_ident())
+
+
+def _warm_gemm() -> None:
+    """Run one small matrix product whose lhs is contracted on its first axis: XLA:CPU runs such a dot
+    through Eigen and oneDNN's sgemm, whose kernels are generated once per process on first use."""
+    import jax.numpy as jnp
+
+    if _env_cache.get("gemm"):
+        return
+    _env_cache["gemm"] = True
+    try:
+        a = np.ones((8, 8), np.float32)
+        np.asarray(jax.jit(lambda a, b: jnp.einsum("ki,kj->ij", a, b))(a, a))
+    except Exception as e:  # noqa: BLE001 - only a warm-up
+        _LOG.debug("GEMM warm-up failed: %s", e)
+
+
+def _take_preloaded(name: str):
+    """The executable the preload thread read from ``name`` (waiting for it), or None."""
+    with _lock:
+        entry = _preloaded.pop(name, None)
+    if entry is None:
+        return None
+    done, slot = entry
+    done.wait(timeout=60.0)
+    if slot[0] is not None:
+        stats["preloaded"] += 1
+    return slot[0]
+
+
+def _note_used(path: Path, file: Path) -> None:
+    """Remember the first executables this process uses, for the next process's preload."""
+    with _lock:
+        if file.name in _used or len(_used) >= PRELOAD:
+            return
+        _used.append(file.name)
+        names = list(_used)
+    try:
+        _write(path / RECENT, json.dumps(names).encode())
+    except OSError as e:
+        _LOG.debug("recent programs not noted: %s", e)
 
 
 # ----------------------------------------------------------------------------- stable descriptions
@@ -281,12 +385,13 @@ def _load_or_compile(jitted, args, kwargs, static, treedef, specs, model, model_
             file = path / f"{_key2(key1, model, calls)}.xla"
         else:
             file = path / f"{key1}.xla"
-        if file.exists():
-            payload, in_tree, out_tree, lapack = pickle.loads(file.read_bytes())
+        exe = _take_preloaded(file.name)
+        if exe is None and file.exists():
+            exe = _read(file)
+        if exe is not None:
             _touch(file)
-            if lapack:  # (normally done by enable already)
-                _initialize_lapack()
-            return se.deserialize_and_load(payload, in_tree, out_tree)
+            _note_used(path, file)
+            return exe
     except NotStorable as e:
         _LOG.debug("program not stored: %s", e)
         return None
@@ -313,6 +418,7 @@ def _load_or_compile(jitted, args, kwargs, static, treedef, specs, model, model_
             file = path / f"{key1}.xla"
         lapack = jax.default_backend() == "cpu" and "lapack" in compiled.as_text()
         _write(file, pickle.dumps((*se.serialize(compiled), lapack)))
+        _note_used(path, file)
         _evict(path)
     except Exception as e:  # noqa: BLE001 - NotStorable, or an executable that does not serialise (host callbacks...)
         _LOG.debug("program not stored: %s: %s", type(e).__name__, e)
@@ -352,6 +458,16 @@ def _fresh_compile():
             with lock:
                 cc._cache_checked, cc._cache_used = saved
         monitoring.unregister_event_listener(on_event)
+
+
+def _read(file: Path):
+    """The executable stored in ``file`` (raises when it is unreadable)."""
+    from jax.experimental import serialize_executable as se
+
+    payload, in_tree, out_tree, lapack = pickle.loads(file.read_bytes())
+    if lapack:  # (normally done by enable already)
+        _initialize_lapack()
+    return se.deserialize_and_load(payload, in_tree, out_tree)
 
 
 def _initialize_lapack() -> None:

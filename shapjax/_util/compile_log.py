@@ -7,7 +7,8 @@ compilation and steady state, or to check that a call compiled nothing new.
 
 ``compiles`` counts XLA compilations requested (a persistent-cache hit is one too, counted again in
 ``cache_hits``); ``seconds`` is the time spent tracing, lowering and compiling (or reading the
-cache) in this thread and others while the block ran.
+cache) in this thread and others while the block ran — except shapjax's own background threads
+(the warm-up of :mod:`shapjax._util.aot`), which compile nothing the block asked for.
 """
 from __future__ import annotations
 
@@ -19,6 +20,12 @@ TRACE = "/jax/core/compile/jaxpr_trace_duration"
 LOWER = "/jax/core/compile/jaxpr_to_mlir_module_duration"
 BACKEND = "/jax/core/compile/backend_compile_duration"
 HITS = "/jax/compilation_cache/cache_hits"
+
+
+def _background() -> set:
+    from shapjax._util.aot import background_threads
+
+    return background_threads
 
 
 class CompileLog:
@@ -38,6 +45,8 @@ class CompileLog:
         return self.trace_seconds + self.lower_seconds + self.backend_seconds
 
     def _on_duration(self, event, duration, **kwargs):
+        if threading.get_ident() in _background():
+            return
         with self._lock:
             if event == BACKEND:
                 self.compiles += 1
@@ -50,7 +59,7 @@ class CompileLog:
                 self.lower_seconds += duration
 
     def _on_event(self, event, **kwargs):
-        if event == HITS:
+        if event == HITS and threading.get_ident() not in _background():
             with self._lock:
                 self.cache_hits += 1
 
