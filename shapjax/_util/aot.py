@@ -45,6 +45,7 @@ import os
 import pickle
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -60,11 +61,11 @@ FORMAT = 2  # bump when the stored layout changes
 PRELOAD = 2  # executables read back in the background by enable (the first ones the last process used)
 RECENT = "recent.json"
 
-_state = {"folder": None}
+_state = {"folder": None, "gemm_warmed": False}
 _memo: "OrderedDict[Any, Any]" = OrderedDict()
 _lock = threading.Lock()
 _env_cache: dict = {}
-_preloaded: dict = {}  # file name -> (threading.Event, [executable or None]) from the preload thread
+_preloaded: "dict[str, Future]" = {}  # file name -> the preload thread's executable (None: unreadable)
 _used: list = []  # the files this process used, in order (the first PRELOAD go to recent.json)
 stats = {"preloaded": 0}  # calls served by a preloaded executable (for tests and benchmarks)
 background_threads: set = set()  # idents of shapjax's own background threads (CompileLog skips them)
@@ -127,9 +128,9 @@ def _start_preload(path: Path) -> None:
     with _lock:
         for name in names:
             if name not in _preloaded and (path / name).exists():
-                _preloaded[name] = (threading.Event(), [None])
+                _preloaded[name] = Future()
                 jobs.append((name, _preloaded[name]))
-    cpu = jax.default_backend() == "cpu"
+    cpu = jax.default_backend() == "cpu" and not _state["gemm_warmed"]
     if not jobs and not cpu:
         return
     # Not a daemon: the interpreter waits for it at exit (a few tenths of a second at most) rather
@@ -140,13 +141,12 @@ def _start_preload(path: Path) -> None:
 def _preload(path: Path, jobs: list, cpu: bool) -> None:
     background_threads.add(threading.get_ident())
     try:
-        for name, (done, slot) in jobs:
+        for name, future in jobs:
             try:
-                slot[0] = _read(path / name)
+                future.set_result(_read(path / name))
             except Exception as e:  # noqa: BLE001 - the call reads the file itself, and reports
                 _LOG.debug("preload of %s failed: %s: %s", name, type(e).__name__, e)
-            finally:
-                done.set()
+                future.set_result(None)
         if cpu:
             _warm_gemm()
     finally:
@@ -158,9 +158,9 @@ def _warm_gemm() -> None:
     through Eigen and oneDNN's sgemm, whose kernels are generated once per process on first use."""
     import jax.numpy as jnp
 
-    if _env_cache.get("gemm"):
+    if _state["gemm_warmed"]:
         return
-    _env_cache["gemm"] = True
+    _state["gemm_warmed"] = True
     try:
         a = np.ones((8, 8), np.float32)
         np.asarray(jax.jit(lambda a, b: jnp.einsum("ki,kj->ij", a, b))(a, a))
@@ -171,14 +171,14 @@ def _warm_gemm() -> None:
 def _take_preloaded(name: str):
     """The executable the preload thread read from ``name`` (waiting for it), or None."""
     with _lock:
-        entry = _preloaded.pop(name, None)
-    if entry is None:
-        return None
-    done, slot = entry
-    done.wait(timeout=60.0)
-    if slot[0] is not None:
+        future = _preloaded.pop(name, None)
+    try:
+        exe = None if future is None else future.result(timeout=60.0)
+    except TimeoutError:  # (the thread is stuck: the call reads the file itself)
+        exe = None
+    if exe is not None:
         stats["preloaded"] += 1
-    return slot[0]
+    return exe
 
 
 def _note_used(path: Path, file: Path) -> None:

@@ -16,16 +16,12 @@ import threading
 
 import jax.monitoring as monitoring
 
+from shapjax._util.aot import background_threads
+
 TRACE = "/jax/core/compile/jaxpr_trace_duration"
 LOWER = "/jax/core/compile/jaxpr_to_mlir_module_duration"
 BACKEND = "/jax/core/compile/backend_compile_duration"
 HITS = "/jax/compilation_cache/cache_hits"
-
-
-def _background() -> set:
-    from shapjax._util.aot import background_threads
-
-    return background_threads
 
 
 class CompileLog:
@@ -45,7 +41,7 @@ class CompileLog:
         return self.trace_seconds + self.lower_seconds + self.backend_seconds
 
     def _on_duration(self, event, duration, **kwargs):
-        if threading.get_ident() in _background():
+        if threading.get_ident() in background_threads:
             return
         with self._lock:
             if event == BACKEND:
@@ -59,7 +55,7 @@ class CompileLog:
                 self.lower_seconds += duration
 
     def _on_event(self, event, **kwargs):
-        if event == HITS and threading.get_ident() not in _background():
+        if event == HITS and threading.get_ident() not in background_threads:
             with self._lock:
                 self.cache_hits += 1
 
